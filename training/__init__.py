@@ -1,0 +1,1 @@
+"""Training entry points and stage recipes for UNINEXT."""

@@ -1,0 +1,1 @@
+"""uninext_core: the UNINEXT model, data, task logic, metrics and deployment. No ROS import anywhere."""

