@@ -46,6 +46,8 @@ class BackboneConfig:
     vit_window_size: int = 14
     vit_window_blocks: tuple[int, ...] = (0, 1, 3, 4, 6, 7, 9, 10)
     vit_pretrain_img_size: int = 224
+    # ViT only: input side the global-attention relative-position tables are sized for (1024 px -> 2*64-1 rows).
+    vit_img_size: int = 1024
 
 
 @dataclass(frozen=True)
