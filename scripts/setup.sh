@@ -10,8 +10,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${UNINEXT_VENV:-$ROOT/.venv}"
 STAMPS="$VENV/.uninext-setup"
-BUILD="$ROOT/build/setup"
-START=$(date +%s)
+BUILD="$STAMPS/build"  # logs and the uninext_msgs build tree live with the venv they belong to
+SECONDS=0
 
 say() { printf 'setup: %s\n' "$*"; }
 die() {
@@ -77,6 +77,18 @@ else
                 "Check the network connection or proxy settings (pip config list; HTTPS_PROXY), then run make setup again." \
                 "Full pip log: $LOG"
         fi
+        # With retries off pip reports an unreachable index only as "no matching distribution": ask again verbosely
+        # for the first package it could not find, and read whether the index answered at all.
+        failed_pin="$(grep -m1 -oiE 'No matching distribution found for [^ ]+' "$LOG" | awk '{print $NF}')"
+        if [ -n "$failed_pin" ]; then
+            "${PIP[@]}" download --disable-pip-version-check --no-deps -d "$BUILD/probe" -vv "$failed_pin" \
+                >"$BUILD/pip-probe.log" 2>&1 || true
+            if grep -qiE 'connection error|NewConnectionError|Max retries exceeded' "$BUILD/pip-probe.log"; then
+                die "pip could not reach the package registry (PyPI) to fetch $failed_pin." \
+                    "Check the network connection or proxy settings (pip config list; HTTPS_PROXY), then run make setup again." \
+                    "Full pip logs: $LOG, $BUILD/pip-probe.log"
+            fi
+        fi
         if grep -qiE 'No matching distribution found|Could not find a version that satisfies' "$LOG"; then
             die "a pinned package is not available for this machine ($(grep -m1 -oiE 'No matching distribution found for [^ ]+' "$LOG"))." \
                 "uninext-ros pins CPython 3.11 x86_64 wheels; see requirements.txt. Full pip log: $LOG"
@@ -136,6 +148,12 @@ else
         { tail -n 20 "$LOG" >&2; die "pip install -e . failed; full log: $LOG"; }
     stamp_set uninext_ros "$PKG_HASH"
 fi
+# ament_index_python looks packages up through AMENT_PREFIX_PATH; put the venv on it for every interpreter start
+# (prepended, so a sourced /opt/ros setup still works beside it).
+SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+cat >"$SITE/uninext_ament_prefix.pth" <<'PTH'
+import os, sys; _p = os.environ.get("AMENT_PREFIX_PATH", ""); sys.prefix in _p.split(os.pathsep) or os.environ.__setitem__("AMENT_PREFIX_PATH", os.pathsep.join(filter(None, [sys.prefix, _p])))
+PTH
 SHARE="$VENV/share/uninext_ros"
 mkdir -p "$SHARE" "$VENV/share/ament_index/resource_index/packages"
 touch "$VENV/share/ament_index/resource_index/packages/uninext_ros"
@@ -148,4 +166,4 @@ done
 if [ -n "${UNINEXT_SETUP_REPORT_SIZE:-}" ]; then
     say "venv size: $(du -sh "$VENV" 2>/dev/null | cut -f1)"
 fi
-say "ready in $(($(date +%s) - START)) s: $VENV"
+say "ready in ${SECONDS} s: $VENV"
