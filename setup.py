@@ -32,6 +32,7 @@ setup(
         (f"share/{PACKAGE_NAME}/config", glob("config/*.yaml") + glob("config/*.xml")),
     ],
     install_requires=["setuptools"],
+    extras_require={"tensorrt": ["tensorrt>=10.3,<11", "pycuda>=2024.1"]},
     zip_safe=False,
     entry_points={"console_scripts": []},
 )
