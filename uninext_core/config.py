@@ -82,6 +82,8 @@ class FusionConfig:
     attn_dropout: float = 0.1
     # Layer-scale γ init; the official value is 1 / number of encoder layers.
     init_gamma: float = 1.0 / 6.0
+    # Padded prompt tokens get logit -6e4 instead of -9e15 (exactly the same probabilities; fits float16 engines).
+    fp16_safe_mask: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,8 @@ class HeadsConfig:
     mask_feature_dim: int = 8
     mask_mid_dim: int = 64
     mask_dynamic_layers: int = 3
+    # Width of the hidden dynamic 1x1 convs (8 official; with 8 mask features and 3 layers: 169 params per query).
+    mask_dynamic_channels: int = 8
     mask_out_stride: int = 4
     reid: bool = True
     reid_dim: int = 256
