@@ -1,0 +1,179 @@
+"""Instance masks as stored in annotation files: COCO compressed RLE or COCO polygons.
+
+pycocotools does all encoding, decoding, areas and boxes; this module fixes the in-memory forms (`RleMask`,
+`PolygonMask`), parses the three JSON spellings COCO uses (polygon lists, uncompressed RLE with integer counts,
+compressed RLE with a string) and checks them against the image size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from uninext_core.data.errors import DataFormatError
+
+
+@dataclass(frozen=True)
+class RleMask:
+    """COCO compressed run-length encoding (column-major runs; `counts` is the ASCII string pycocotools writes)."""
+
+    height: int
+    width: int
+    counts: str
+
+    def _coco(self) -> dict[str, Any]:
+        return {"size": [self.height, self.width], "counts": self.counts.encode("ascii")}
+
+    def decode(self) -> np.ndarray:
+        """(H, W) bool mask."""
+        return mask_utils.decode(self._coco()).astype(bool)
+
+    def area(self) -> int:
+        """Number of foreground pixels."""
+        return int(mask_utils.area(self._coco()))
+
+    def box_xyxy_px(self) -> tuple[float, float, float, float]:
+        """Tight box (x1, y1, x2, y2) in pixels, x2/y2 exclusive; (0, 0, 0, 0) for an empty mask."""
+        x, y, w, h = (float(v) for v in mask_utils.toBbox(self._coco()))
+        return (x, y, x + w, y + h)
+
+    def to_coco(self) -> dict[str, Any]:
+        """JSON form: {"size": [h, w], "counts": str}."""
+        return {"size": [self.height, self.width], "counts": self.counts}
+
+    def to_rle(self) -> RleMask:
+        """Itself (so every segmentation answers `to_rle`)."""
+        return self
+
+
+@dataclass(frozen=True)
+class PolygonMask:
+    """COCO polygons: each polygon is a flat (x0, y0, x1, y1, ...) tuple in pixel coordinates, at least 3 points."""
+
+    height: int
+    width: int
+    polygons: tuple[tuple[float, ...], ...]
+
+    def to_rle(self) -> RleMask:
+        """The polygons rasterised by pycocotools and merged into one RLE."""
+        parts = mask_utils.frPyObjects([list(p) for p in self.polygons], self.height, self.width)
+        merged = mask_utils.merge(parts)
+        return RleMask(self.height, self.width, merged["counts"].decode("ascii"))
+
+    def decode(self) -> np.ndarray:
+        """(H, W) bool mask."""
+        return self.to_rle().decode()
+
+    def area(self) -> int:
+        """Number of foreground pixels of the rasterised polygons."""
+        return self.to_rle().area()
+
+    def box_xyxy_px(self) -> tuple[float, float, float, float]:
+        """Tight box of the rasterised polygons, (x1, y1, x2, y2) in pixels."""
+        return self.to_rle().box_xyxy_px()
+
+    def to_coco(self) -> list[list[float]]:
+        """JSON form: a list of flat coordinate lists."""
+        return [list(p) for p in self.polygons]
+
+
+Segmentation = RleMask | PolygonMask
+
+
+def encode_mask(mask: np.ndarray) -> RleMask:
+    """Compressed RLE of one mask.
+
+    Args:
+        mask: (H, W) bool or 0/1 integer array.
+    """
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be (H, W), got shape {mask.shape}")
+    encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return RleMask(int(mask.shape[0]), int(mask.shape[1]), encoded["counts"].decode("ascii"))
+
+
+def mask_to_polygons(mask: np.ndarray) -> PolygonMask | None:
+    """Outer contours of a mask as COCO polygons (pixel-corner coordinates), or None when it cannot be a polygon.
+
+    None is returned for an empty mask and for a mask with holes (COCO polygons cannot express holes; such
+    instances are written as RLE, as COCO itself does).
+
+    Args:
+        mask: (H, W) bool mask.
+    """
+    mask_u8 = mask.astype(np.uint8)
+    contours, hierarchy = cv2.findContours(mask_u8, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours or hierarchy is None:
+        return None
+    if np.any(hierarchy[0][:, 3] >= 0):  # a contour with a parent is a hole
+        return None
+    polygons = []
+    for contour in contours:
+        points = contour.reshape(-1, 2).astype(np.float64)
+        if len(points) < 3:
+            # Lines and single pixels: use the pixel's corners so the polygon has an area.
+            x1, y1 = points.min(axis=0)
+            x2, y2 = points.max(axis=0) + 1
+            points = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], dtype=np.float64)
+        else:
+            points = points + 0.5  # contour runs through pixel centres; pycocotools samples at pixel centres
+        polygons.append(tuple(float(v) for v in points.reshape(-1)))
+    return PolygonMask(int(mask.shape[0]), int(mask.shape[1]), tuple(polygons))
+
+
+def segmentation_from_coco(
+    obj: Any, *, height: int, width: int, path: str | Path, record: str, image_label: str = "the image"
+) -> Segmentation:
+    """Parse one COCO `segmentation` value and check it against the image size.
+
+    Args:
+        obj: a list of polygons, or a dict {"size": [h, w], "counts": str | list[int]}.
+        height, width: the image size the mask must have.
+        path, record: where the value came from, for the error message.
+        image_label: how the error names the image ("image 3").
+
+    Raises:
+        DataFormatError: malformed value, or an RLE whose size differs from (height, width).
+    """
+    if isinstance(obj, list):
+        polygons = []
+        for k, poly in enumerate(obj):
+            if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
+                raise DataFormatError(path, record, f"polygon {k} must be a flat list of ≥ 3 (x, y) pairs, got {poly}")
+            if not all(isinstance(v, int | float) for v in poly):
+                raise DataFormatError(path, record, f"polygon {k} holds a non-number: {poly!r}")
+            polygons.append(tuple(float(v) for v in poly))
+        if not polygons:
+            raise DataFormatError(path, record, "segmentation is an empty polygon list")
+        return PolygonMask(height, width, tuple(polygons))
+    if isinstance(obj, dict) and "size" in obj and "counts" in obj:
+        size = obj["size"]
+        if list(size) != [height, width]:
+            raise DataFormatError(
+                path, record, f"segmentation RLE size {list(size)} does not match {image_label} ({height}×{width})"
+            )
+        counts = obj["counts"]
+        if isinstance(counts, list):  # uncompressed RLE (COCO crowd regions)
+            if sum(counts) != height * width or any((not isinstance(c, int)) or c < 0 for c in counts):
+                raise DataFormatError(
+                    path, record, f"uncompressed RLE counts must be ≥ 0 integers summing to {height * width}"
+                )
+            compressed = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+            return RleMask(height, width, compressed["counts"].decode("ascii"))
+        if isinstance(counts, str):
+            rle = RleMask(height, width, counts)
+            try:
+                total = int(mask_utils.area(rle._coco()))
+                rle.decode()
+            except Exception as exc:  # pycocotools raises bare errors on garbage strings
+                raise DataFormatError(path, record, f"RLE counts string cannot be decoded: {exc}") from exc
+            if total > height * width:
+                raise DataFormatError(path, record, f"RLE area {total} exceeds the image ({height}×{width})")
+            return rle
+        raise DataFormatError(path, record, f"RLE counts must be a string or a list, got {type(counts).__name__}")
+    raise DataFormatError(path, record, f"segmentation must be a polygon list or an RLE dict, got {obj!r:.80}")
