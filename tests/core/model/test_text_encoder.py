@@ -116,3 +116,36 @@ def test_bert_overrides_only_for_random_init():
         build_text_encoder(tiny().text, num_hidden_layers=1)
     small = build_text_encoder(r50().text, allow_random_init=True, num_hidden_layers=1)
     assert len(small.model.encoder.layer) == 1
+
+
+class _ExportWrapper(torch.nn.Module):
+    """PromptFeatures -> plain tuple for torch.onnx.export."""
+
+    def __init__(self, encoder: TextEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.encoder(input_ids, attention_mask)
+        return features.hidden, features.mask
+
+
+# TracerWarnings: shape-only checks inside transformers, constant at the fixed max_tokens.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning", "ignore::torch.jit.TracerWarning")
+def test_onnx_export_matches_torch_on_another_prompt(minilm):
+    import io
+
+    import onnxruntime as ort
+
+    wrapper = _ExportWrapper(minilm).eval()
+    buffer = io.BytesIO()
+    torch.onnx.export(wrapper, tuple(minilm.tokenize(["person. bicycle"])), buffer, input_names=["input_ids",
+                      "attention_mask"], output_names=["hidden", "mask"], opset_version=17, dynamo=False)
+    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    tokens = minilm.tokenize(["the man on the left holding a red umbrella"])
+    hidden, mask = session.run(None, {"input_ids": tokens.input_ids.numpy(),
+                                      "attention_mask": tokens.attention_mask.numpy()})
+    with torch.no_grad():
+        expected = minilm(*tokens)
+    assert mask.dtype == bool and (mask == expected.mask.numpy()).all()
+    assert torch.allclose(torch.from_numpy(hidden), expected.hidden, atol=1e-3)
