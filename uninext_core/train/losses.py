@@ -208,7 +208,7 @@ def paired_box_iou(boxes1_cxcywh: torch.Tensor, boxes2_cxcywh: torch.Tensor) -> 
     inter = wh[:, 0] * wh[:, 1]
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / (area_a + area_b - inter)
+    return inter / (area_a + area_b - inter).clamp(min=torch.finfo(inter.dtype).tiny)  # 0/0 -> 0, not NaN
 
 
 def iou_branch_loss(iou_logits: torch.Tensor, pred_boxes_cxcywh: torch.Tensor,
