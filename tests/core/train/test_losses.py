@@ -148,3 +148,9 @@ def test_mask_focal_and_dice_by_hand() -> None:
     assert math.isclose(losses.dice.item(), dice, rel_tol=1e-6)
     two = mask_losses(logits.expand(2, 2, 2), target.expand(2, 2, 2), num_matches=1.0)
     assert math.isclose(two.dice.item(), 2 * dice, rel_tol=1e-6)  # summed over instances / num_matches
+
+
+def test_iou_branch_target_is_zero_for_two_zero_area_boxes() -> None:
+    point = torch.tensor([[0.5, 0.5, 0.0, 0.0]])
+    loss = iou_branch_loss(torch.zeros(1), point, point)
+    assert math.isclose(loss.item(), LN2, rel_tol=1e-6)  # BCE(0; 0) = ln2
