@@ -25,7 +25,9 @@ trigger uses match_score_thr (official: a literal 0.5, the same value); an empty
 
 Complexity per frame with N detections, M tracks, D-dim embeddings and H×W masks: pairwise mask IoU pruned by mask
 bounds (one pass over the N·H·W pixels plus the overlapping pairs' box overlaps), O(N²) NMS, one (N, D)·(D, M)
-product and an O(N·M) greedy pass.
+product and an O(N·M) greedy pass; memories are refreshed only for updated tracks. Measured on one core of the
+shared 2-core CPU with N = M = 50, D = 256: ~7 ms per frame with stride-4 masks of a 720×1280 frame (180×320,
+what the official tracker uses) and ~26 ms with full-resolution masks — pass the mask head's resolution.
 """
 
 from __future__ import annotations

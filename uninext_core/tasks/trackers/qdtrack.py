@@ -22,7 +22,7 @@ Departures: ids start at 1 (official: 0); expiry is also checked on frames witho
 tracker is never called with none); `reset` does not rewind the id counter.
 
 Complexity per frame with N detections, M = tracks + backdrops, D-dim embeddings: O(N²) box IoU, one (N, D)·(D, M)
-product, and an O(N·M) greedy pass — about 1 ms for N = M = 50, D = 256 on one CPU core.
+product, and an O(N·M) greedy pass — about 1 ms per frame for N = M = 50, D = 256 on one CPU core.
 """
 
 from __future__ import annotations
