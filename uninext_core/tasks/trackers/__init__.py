@@ -3,6 +3,8 @@
 Contract: `tracker.update(FrameDetections) -> TrackedInstances` once per frame, `tracker.reset()` between videos.
 """
 
+from __future__ import annotations
+
 from uninext_core.tasks.trackers.clip_scoring import ClipInstance, ClipRecorder
 from uninext_core.tasks.trackers.config import IdolTrackerConfig, QuasiDenseTrackerConfig
 from uninext_core.tasks.trackers.detections import FrameDetections, TrackedInstances
