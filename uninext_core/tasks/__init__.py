@@ -1,0 +1,1 @@
+"""Per-task inference: preprocessing, prompt caching, decoding rules, trackers and the perception session."""
