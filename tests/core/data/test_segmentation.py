@@ -7,6 +7,7 @@ from uninext_core.data.errors import DataFormatError
 from uninext_core.data.segmentation import (
     PolygonMask,
     RleMask,
+    compressed_counts,
     encode_mask,
     mask_to_polygons,
     segmentation_from_coco,
@@ -65,3 +66,22 @@ def test_rle_of_wrong_size_names_file_record_and_image():
 def test_malformed_segmentations_raise(bad):
     with pytest.raises(DataFormatError, match=r"a.json: annotation id 4"):
         segmentation_from_coco(bad, height=2, width=2, path="a.json", record="annotation id 4")
+
+
+def test_compressed_counts_match_the_mask_runs():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        mask = rng.random((7, 9)) < rng.random()
+        flat = mask.T.reshape(-1)  # COCO runs are column-major and start with background
+        change = np.flatnonzero(np.diff(flat.astype(int))) + 1
+        bounds = [0, *change.tolist(), flat.size]
+        runs = np.diff(bounds).tolist()
+        expected = runs if not flat[0] else [0, *runs]
+        assert compressed_counts(encode_mask(mask).counts) == expected
+
+
+@pytest.mark.parametrize("counts", ["", "0", "!!", "zz", "PP"])
+def test_truncated_or_garbled_rle_strings_are_refused(counts):
+    with pytest.raises(DataFormatError, match=r"a.json: annotation id 4: RLE counts string"):
+        segmentation_from_coco({"size": [4, 5], "counts": counts}, height=4, width=5, path="a.json",
+                               record="annotation id 4")

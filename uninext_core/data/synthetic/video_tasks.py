@@ -105,7 +105,8 @@ def make_video_item(options: ExportOptions, index: int) -> VideoItem:
     target = _sot_target(options, index, synth) if options.task == "sot" else -1
     if options.task == "sot" and options.sot_layout == "lasot":
         name = f"{synth.tracks[target].kind}-{index + 1}"  # LaSOT names sequences <class>-<k>
-    paths, rel = _frame_files(options, name, len(synth.frames), sot_kind=synth.tracks[target].kind)
+    sot_kind = synth.tracks[target].kind if options.task == "sot" else ""
+    paths, rel = _frame_files(options, name, len(synth.frames), sot_kind=sot_kind)
     for path, frame in zip(paths, synth.frames, strict=True):
         write_image_rgb(path, frame, jpeg_quality=options.jpeg_quality)
     mask_format = options.mask_format if options.task == "video" else "rle"
@@ -225,9 +226,9 @@ def write_video_task(options: ExportOptions, items: list[VideoItem]) -> ExportRe
             sequences = [item.extra for item in items]
             if options.sot_layout == "got10k":
                 write_got10k_list(out / "train", [s.name for s in sequences])
-            return ExportResult("sot", tuple(s.frame_paths[0].parent / "groundtruth.txt" if options.sot_layout ==
-                                             "got10k" else s.frame_paths[0].parent.parent / "groundtruth.txt"
-                                             for s in sequences), sequences)
+                return ExportResult("sot", (out / "train" / "list.txt",), sequences)
+            return ExportResult("sot", tuple(s.frame_paths[0].parents[1] / "groundtruth.txt" for s in sequences),
+                                sequences)
         case "vos":
             sequences = [item.extra for item in items]
             if options.vos_layout == "davis":
