@@ -8,13 +8,20 @@ import pytest
 from PIL import Image
 
 from uninext_core.data.errors import DataFormatError
-from uninext_core.data.palette_masks import write_palette_png
 from uninext_core.data.vos import load_label_map, read_davis, read_youtube_vos
 
 
 def _jpeg(path: Path, hw: tuple[int, int] = (6, 8)) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.zeros((*hw, 3), np.uint8)).save(path)
+
+
+def write_palette_png(path: Path, labels: np.ndarray) -> None:
+    """A palette PNG made with PIL directly (not our writer), as DAVIS ships them: index 1 red, 2 green."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(labels).convert("L")
+    image.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * (253 * 3))
+    image.save(path)
 
 
 def _davis(root: Path) -> None:
