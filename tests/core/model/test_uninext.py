@@ -177,3 +177,32 @@ def test_bad_inputs_are_rejected(model: Uninext):
         model(images, pixel_mask.float(), prompt)
     with pytest.raises(ValueError, match=r"images must be \(B, 3, H, W\)"):
         model(images[:, :2], pixel_mask, prompt)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning", "ignore::UserWarning")
+def test_fixed_size_onnx_export_matches_eager(model: Uninext, tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    with torch.no_grad():
+        prompt = text_prompt(model, ["person. car"])
+
+    class Exported(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, images, pixel_mask, hidden, mask):
+            return tuple(self.model(images, pixel_mask, PromptFeatures(hidden, mask)))
+
+    wrapper = Exported().eval()  # export traces the wrapper's mode
+    images, pixel_mask = image_batch(1, 192, 256, [(170, 230)], seed=4)
+    inputs = (images, pixel_mask, prompt.hidden, prompt.mask)
+    names = ["images", "pixel_mask", "hidden", "mask"]
+    path = tmp_path / "uninext_tiny.onnx"
+    with torch.no_grad():
+        torch.onnx.export(wrapper, inputs, str(path), opset_version=17, dynamo=False, input_names=names,
+                          output_names=list(RawOutputs._fields))
+        expected = wrapper(*inputs)
+    got = onnxruntime.InferenceSession(str(path)).run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})
+    for name, a, b in zip(RawOutputs._fields, got, expected, strict=True):
+        assert a.shape == tuple(b.shape), name
+        assert abs(a - b.numpy()).max() <= 1e-4 * max(1.0, float(b.abs().max())), name
