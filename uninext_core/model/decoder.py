@@ -53,6 +53,8 @@ def box_reference_inputs(reference_boxes: torch.Tensor, valid_ratios: torch.Tens
 class DeformableDecoderLayer(nn.Module):
     """Post-norm decoder layer.
 
+    Official key names: norm2 = norm_self_attn, norm1 = norm_cross_attn, norm3 = norm_ffn (others unchanged).
+
     Args:
         d_model: C.
         dim_feedforward: FFN inner width.

@@ -41,6 +41,8 @@ def encoder_reference_points(spatial_shapes: SpatialShapes, valid_ratios: torch.
 class DeformableEncoderLayer(nn.Module):
     """Post-norm encoder layer: src = LN(src + MSDA(src + pos)); src = LN(src + FFN(src)).
 
+    Official key names: norm1 = norm_self_attn, norm2 = norm_ffn (others unchanged).
+
     Args:
         d_model: C.
         dim_feedforward: FFN inner width (2048 official).
