@@ -113,7 +113,7 @@ def test_mask_feature_branch_wiring():
     assert torch.count_nonzero(head.lay1.bias) == 0
 
 
-@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning", "ignore::UserWarning")
 def test_dynamic_convs_export_to_onnx(tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime")
     features, params, reference_px = (t.float() for t in random_inputs(5))
