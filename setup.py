@@ -34,5 +34,7 @@ setup(
     install_requires=["setuptools"],
     extras_require={"tensorrt": ["tensorrt>=10.3,<11", "pycuda>=2024.1"]},
     zip_safe=False,
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": [
+        "uninext-synth = uninext_core.data.synthetic.__main__:main",
+    ]},
 )

@@ -6,22 +6,48 @@ the session, the ROS conversions, the rosbag tools and the evaluators agree byte
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
 
-class Rle(NamedTuple):
-    """COCO compressed RLE: `counts` is the ASCII string pycocotools produces; size is (height, width)."""
+@dataclass(frozen=True)
+class Rle:
+    """COCO compressed RLE (column-major runs): `counts` is the ASCII string pycocotools writes, an empty string
+    meaning an empty mask; size is (height, width). The one mask form shared by annotation files, the session's
+    output, the ROS message and the evaluators."""
 
     height: int
     width: int
     counts: str
 
-    def to_coco(self) -> dict[str, object]:
-        """The dict pycocotools and COCO JSON files use: {"size": [h, w], "counts": str}."""
+    def _coco(self) -> dict[str, Any]:
+        return {"size": [self.height, self.width], "counts": self.counts.encode("ascii")}
+
+    def to_coco(self) -> dict[str, Any]:
+        """The JSON form pycocotools and COCO files use: {"size": [h, w], "counts": str}."""
         return {"size": [self.height, self.width], "counts": self.counts}
+
+    def decode(self) -> np.ndarray:
+        """(H, W) bool mask."""
+        return decode_rle(self)
+
+    def area(self) -> int:
+        """Number of foreground pixels."""
+        return int(mask_utils.area(self._coco())) if self.counts else 0
+
+    def box_xyxy_px(self) -> tuple[float, float, float, float]:
+        """Tight box (x1, y1, x2, y2) in pixels, x2/y2 exclusive; (0, 0, 0, 0) for an empty mask."""
+        if not self.counts:
+            return (0.0, 0.0, 0.0, 0.0)
+        x, y, w, h = (float(v) for v in mask_utils.toBbox(self._coco()))
+        return (x, y, x + w, y + h)
+
+    def to_rle(self) -> Rle:
+        """Itself (every segmentation form answers `to_rle`)."""
+        return self
 
 
 def encode_masks(masks: np.ndarray) -> list[Rle]:
@@ -81,5 +107,4 @@ def decode_rle(rle: Rle) -> np.ndarray:
     """(H, W) bool mask of one RLE; an empty `counts` string decodes to an all-False mask."""
     if not rle.counts:
         return np.zeros((rle.height, rle.width), dtype=bool)
-    coco = {"size": [rle.height, rle.width], "counts": rle.counts.encode("ascii")}
-    return mask_utils.decode(coco).astype(bool)
+    return mask_utils.decode(rle._coco()).astype(bool)

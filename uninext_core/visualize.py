@@ -32,7 +32,7 @@ def draw_instances(frame_rgb: np.ndarray, instances: Instances, *, mask_alpha: f
             canvas[mask] = ((1 - mask_alpha) * canvas[mask] + mask_alpha * np.array(colour_for(key))).astype(np.uint8)
     scale = max(0.4, min(canvas.shape[:2]) / 800)
     for i, key in enumerate(keys):
-        x0, y0, x1, y1 = (int(round(v)) for v in instances.boxes_xyxy[i])
+        x0, y0, x1, y1 = np.rint(instances.boxes_xyxy[i]).astype(int).tolist()
         colour = colour_for(key)
         cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, max(1, int(2 * scale)))
         track = f" #{int(instances.track_ids[i])}" if instances.track_ids[i] >= 0 else ""

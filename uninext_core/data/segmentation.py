@@ -1,8 +1,8 @@
 """Instance masks as stored in annotation files: COCO compressed RLE or COCO polygons.
 
-pycocotools does all encoding, decoding, areas and boxes; this module fixes the in-memory forms (`RleMask`,
-`PolygonMask`), parses the three JSON spellings COCO uses (polygon lists, uncompressed RLE with integer counts,
-compressed RLE with a string) and checks them against the image size.
+pycocotools does all encoding, decoding, areas and boxes; the RLE form is uninext_core.masks.Rle (imported here as
+`RleMask`); this module adds `PolygonMask`, parses the three JSON spellings COCO uses (polygon lists, uncompressed RLE
+with integer counts, compressed RLE with a string) and checks them against the image size.
 """
 
 from __future__ import annotations
@@ -16,39 +16,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from uninext_core.data.errors import DataFormatError
-
-
-@dataclass(frozen=True)
-class RleMask:
-    """COCO compressed run-length encoding (column-major runs; `counts` is the ASCII string pycocotools writes)."""
-
-    height: int
-    width: int
-    counts: str
-
-    def _coco(self) -> dict[str, Any]:
-        return {"size": [self.height, self.width], "counts": self.counts.encode("ascii")}
-
-    def decode(self) -> np.ndarray:
-        """(H, W) bool mask."""
-        return mask_utils.decode(self._coco()).astype(bool)
-
-    def area(self) -> int:
-        """Number of foreground pixels."""
-        return int(mask_utils.area(self._coco()))
-
-    def box_xyxy_px(self) -> tuple[float, float, float, float]:
-        """Tight box (x1, y1, x2, y2) in pixels, x2/y2 exclusive; (0, 0, 0, 0) for an empty mask."""
-        x, y, w, h = (float(v) for v in mask_utils.toBbox(self._coco()))
-        return (x, y, x + w, y + h)
-
-    def to_coco(self) -> dict[str, Any]:
-        """JSON form: {"size": [h, w], "counts": str}."""
-        return {"size": [self.height, self.width], "counts": self.counts}
-
-    def to_rle(self) -> RleMask:
-        """Itself (so every segmentation answers `to_rle`)."""
-        return self
+from uninext_core.masks import Rle as RleMask
 
 
 @dataclass(frozen=True)
@@ -83,18 +51,6 @@ class PolygonMask:
 
 
 Segmentation = RleMask | PolygonMask
-
-
-def encode_mask(mask: np.ndarray) -> RleMask:
-    """Compressed RLE of one mask.
-
-    Args:
-        mask: (H, W) bool or 0/1 integer array.
-    """
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be (H, W), got shape {mask.shape}")
-    encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return RleMask(int(mask.shape[0]), int(mask.shape[1]), encoded["counts"].decode("ascii"))
 
 
 def mask_to_polygons(mask: np.ndarray) -> PolygonMask | None:

@@ -9,7 +9,7 @@ import pytest
 from uninext_core.data.coco import read_coco_instances, write_coco_instances
 from uninext_core.data.errors import DataFormatError
 from uninext_core.data.records import Category, DetectionDataset, ImageRecord, InstanceAnnotation
-from uninext_core.data.segmentation import encode_mask
+from uninext_core.masks import encode_mask
 
 # The shape of cocodataset.org/#format-data: a polygon instance and an uncompressed-RLE crowd region.
 HAND_WRITTEN = """{

@@ -8,10 +8,10 @@ from uninext_core.data.segmentation import (
     PolygonMask,
     RleMask,
     compressed_counts,
-    encode_mask,
     mask_to_polygons,
     segmentation_from_coco,
 )
+from uninext_core.masks import encode_mask
 
 
 def test_rle_round_trip_area_and_box():

@@ -13,7 +13,6 @@ from uninext_core.data.records import (
     VideoRecord,
     VideoTrack,
 )
-from uninext_core.data.segmentation import encode_mask
 from uninext_core.data.targets import (
     Target,
     target_from_image,
@@ -22,6 +21,7 @@ from uninext_core.data.targets import (
     target_from_sot,
     target_from_video_frame,
 )
+from uninext_core.masks import encode_mask
 
 
 def test_image_target_skips_crowd_and_decodes_masks():

@@ -18,10 +18,11 @@ from uninext_core.data.records import (
     RefExpression,
 )
 from uninext_core.data.refcoco import write_refcoco
-from uninext_core.data.segmentation import Segmentation, encode_mask, mask_to_polygons
+from uninext_core.data.segmentation import Segmentation, mask_to_polygons
 from uninext_core.data.synthetic.options import ExportOptions, ExportResult, MaskFormat
 from uninext_core.data.synthetic.scene import SceneObject
 from uninext_core.data.synthetic.world import CATEGORIES, CATEGORY_ID, synth_image
+from uninext_core.masks import encode_mask
 
 
 def mask_segmentation(mask: np.ndarray, mask_format: MaskFormat) -> tuple[Segmentation, BoxXyxy]:
