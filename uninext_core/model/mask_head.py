@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from uninext_core.model.outputs import RawOutputs
+from uninext_core.ops.resize import aligned_bilinear
 
 MASK_FEATURE_STRIDE = 8
 
@@ -40,30 +41,6 @@ def _layer_shapes(in_channels: int, channels: int, num_layers: int) -> list[tupl
         c_out = 1 if layer == num_layers - 1 else channels
         shapes.append((c_out, c_in))
     return shapes
-
-
-def aligned_bilinear(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """CondInst aligned bilinear upsampling by an integer factor.
-
-    Replicate-pad one row/column at the bottom/right, resize to (f·H + 1, f·W + 1) with align_corners=True,
-    replicate-pad f // 2 at the top/left, crop to (f·H, f·W).
-
-    Args:
-        x: (N, C, H, W).
-        factor: integer >= 1.
-
-    Returns:
-        (N, C, f·H, f·W).
-    """
-    if factor < 1 or int(factor) != factor:
-        raise ValueError(f"factor must be a positive integer, got {factor}")
-    if factor == 1:
-        return x
-    h, w = x.shape[-2:]
-    x = F.pad(x, pad=(0, 1, 0, 1), mode="replicate")
-    x = F.interpolate(x, size=(factor * h + 1, factor * w + 1), mode="bilinear", align_corners=True)
-    x = F.pad(x, pad=(factor // 2, 0, factor // 2, 0), mode="replicate")
-    return x[:, :, : factor * h, : factor * w]
 
 
 def mask_locations(height: int, width: int, *, stride: int = MASK_FEATURE_STRIDE,

@@ -8,13 +8,13 @@ import torch.nn.functional as F
 
 from uninext_core.model.mask_head import (
     MaskHeadSmallConv,
-    aligned_bilinear,
     dynamic_mask_logits,
     dynamic_param_count,
     mask_locations,
     masks_for_queries,
 )
 from uninext_core.model.outputs import RawOutputs
+from uninext_core.ops.resize import aligned_bilinear
 
 
 def test_param_count_is_169_for_the_official_layout():
@@ -32,7 +32,7 @@ def test_aligned_bilinear_hand_computed():
     x = torch.tensor([[[[0.0, 4.0]]]])
     torch.testing.assert_close(aligned_bilinear(x, 2), torch.tensor([[[[0.0, 0.0, 2.0, 4.0], [0.0, 0.0, 2.0, 4.0]]]]))
     torch.testing.assert_close(aligned_bilinear(x, 1), x)
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match="integer >= 1"):
         aligned_bilinear(x, 0)
 
 

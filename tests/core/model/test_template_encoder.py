@@ -8,7 +8,8 @@ from uninext_core.config import r50, tiny
 from uninext_core.model.backbone import build_backbone
 from uninext_core.model.input_proj import InputProjection
 from uninext_core.model.template_crop import crop_template_with_padding
-from uninext_core.model.template_encoder import FeatureFuser, TemplateEncoder, aligned_bilinear
+from uninext_core.model.template_encoder import FeatureFuser, TemplateEncoder
+from uninext_core.ops.resize import aligned_bilinear
 
 
 def test_aligned_bilinear_hand_computed_2x2_to_4x4():
