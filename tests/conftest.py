@@ -12,8 +12,6 @@ import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# Official UNINEXT state-dict tables (key, shape, dtype per line), shipped with the tests.
-OFFICIAL_STATE_DICTS = REPO_ROOT / "tests" / "data" / "official_state_dicts"
 
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 101)))
