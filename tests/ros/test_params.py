@@ -72,3 +72,9 @@ def test_launch_file_passes_only_declared_parameters() -> None:
         value = {"true": True, "false": False}.get(defaults[name], defaults[name])
         assert SPECS[name].check(value) is None, f"launch argument {name} defaults to an invalid {value!r}"
         assert type(value) is type(SPECS[name].default), f"launch argument {name} has the wrong type"
+
+
+def test_readme_documents_every_parameter() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    missing = [spec.name for spec in PARAMETERS if f"| `{spec.name}` |" not in readme]
+    assert not missing, f"README.md has no row for parameters {missing}"
