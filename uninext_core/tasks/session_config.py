@@ -1,5 +1,6 @@
 """`SessionConfig`: every threshold and limit of the perception session, with the official UNINEXT test values
-(uninext-reference.md §7) as defaults. Validated as a whole by `validate_session_config` (ValueError naming the field).
+(uninext-reference.md §7) as defaults. Validated on construction by `validate_session_config` (ValueError naming the
+field), so an invalid config cannot exist.
 
 Thresholds may change while a session runs (`Session.update_config`): they apply from the next frame, trackers
 included, without losing tracks.
@@ -62,9 +63,12 @@ class SessionConfig:
     vos_update_threshold: float = 0.7
     vos_min_score: float = 0.5
 
+    def __post_init__(self) -> None:
+        validate_session_config(self)
+
     def replace(self, **changes: object) -> SessionConfig:
         """A copy with fields replaced (`config.replace(score_threshold=0.3)`), validated."""
-        return validate_session_config(dataclasses.replace(self, **changes))
+        return dataclasses.replace(self, **changes)
 
 
 _UNIT_FIELDS = ("score_threshold", "nms_threshold", "mot_candidate_threshold", "mot_nms_threshold",
