@@ -1,0 +1,151 @@
+"""The training loop end to end on synthetic data: overfitting a few images, exact resume, 2-process DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from uninext_core.config import tiny
+from uninext_core.data.coco import coco_instances_to_json, read_coco_instances
+from uninext_core.data.image_io import read_image_rgb
+from uninext_core.data.synthetic.export import export_world
+from uninext_core.data.synthetic.options import ExportOptions
+from uninext_core.eval.coco_ap import coco_results_from_arrays, evaluate_coco
+from uninext_core.model.build import build_model
+from uninext_core.prompts import build_category_caption
+from uninext_core.train import checkpointing as ckpt
+from uninext_core.train.curves import read_metrics
+from uninext_core.train.loop import model_config, run_training
+from uninext_core.train.recipe import recipe_from_dict
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _images(folder: Path, *, count: int, size: int, seed: int) -> Path:
+    export_world(ExportOptions(out=folder, task="detection", count=count, size=size, difficulty="easy", seed=seed))
+    return folder
+
+
+def _recipe(data: Path, out: Path, *, size: int, batch_size: int, max_iter: int, lr: float = 2e-4,
+            mask_supervision: str = "none", denoising: bool = True, warmup: int = 10) -> dict:
+    return {
+        "name": "test", "preset": "tiny", "output_dir": str(out), "freeze_text_encoder": True, "log_period": 1,
+        "denoising": denoising, "seed": 0,
+        "solver": {"max_iter": max_iter, "base_lr": lr, "backbone_multiplier": 1.0, "warmup_iters": warmup,
+                   "warmup_factor": 0.1, "lr_steps": [], "clip_grad_norm": 0.1},
+        "input": {"short_sides": [size], "max_size": size, "flip_prob": 0.0, "crop_prob": 0.0,
+                  "pre_crop_short_sides": [], "crop_range": [size, size]},
+        "datasets": [{"name": "synth", "task": "detection", "reader": "coco",
+                      "path": str(data / "annotations" / "instances.json"), "image_root": str(data / "images"),
+                      "batch_size": batch_size, "mask_supervision": mask_supervision}],
+    }
+
+
+def _box_ap50(model, data: Path, cfg) -> float:
+    """Box AP50 of category-prompted detection (all classes of the dataset) on the dataset's own images."""
+    dataset = read_coco_instances(data / "annotations" / "instances.json", image_root=data / "images")
+    names = [c.name for c in dataset.categories]
+    category_ids = np.array([c.id for c in dataset.categories])
+    caption = build_category_caption(names, model.text_encoder.tokenizer)
+    mean = torch.tensor(cfg.input.pixel_mean)[:, None, None]
+    std = torch.tensor(cfg.input.pixel_std)[:, None, None]
+    predictions = []
+    with torch.no_grad():
+        prompt = model.encode_text(caption.input_ids, caption.attention_mask)
+        class_tokens = caption.class_token_matrix()
+        for record in dataset.images:
+            image = read_image_rgb(data / "images" / record.file_name, source="test", record=str(record.id))
+            pixels = ((torch.from_numpy(image).permute(2, 0, 1).float() - mean) / std)[None]
+            raw = model(pixels, torch.ones(1, *image.shape[:2], dtype=torch.bool), prompt)
+            # score = sqrt(sigmoid(mean of the class's token logits) · sigmoid(IoU logit)) (reference §5.3, §12.3)
+            scores = ((raw.token_logits[0] @ class_tokens.T).sigmoid() * raw.iou_logits[0].sigmoid()).sqrt()
+            top, index = scores.flatten().topk(50)
+            query, label = index // len(names), index % len(names)
+            cx, cy, w, h = (raw.boxes_cxcywh[0][query] * torch.tensor([record.width, record.height] * 2)).unbind(-1)
+            boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+            predictions += coco_results_from_arrays(image_id=record.id, boxes_xyxy_px=boxes.numpy(),
+                                                    scores=top.numpy(), category_ids=category_ids[label.numpy()])
+    return evaluate_coco(ground_truth=coco_instances_to_json(dataset), predictions=predictions).ap50
+
+
+@pytest.mark.slow
+def test_tiny_overfits_a_few_synthetic_images(tmp_path) -> None:
+    data = _images(tmp_path / "data", count=4, size=192, seed=3)
+    recipe = recipe_from_dict(_recipe(data, tmp_path / "run", size=192, batch_size=4, max_iter=150))
+    result = run_training(recipe, show_progress=False)
+    assert result.step == 150
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert np.mean([r["loss"] for r in records[-10:]]) < 0.5 * np.mean([r["loss"] for r in records[:10]])
+    assert (tmp_path / "run" / "loss_curves.png").is_file()
+    cfg = model_config(recipe)
+    model = build_model(cfg)
+    ckpt.load_model(model, tmp_path / "run" / "model_final.safetensors", config=cfg)
+    assert _box_ap50(model.eval(), data, cfg) >= 0.9
+
+
+@pytest.mark.slow
+def test_resumed_run_continues_exactly_where_it_stopped(tmp_path) -> None:
+    data = _images(tmp_path / "data", count=2, size=96, seed=1)
+    # BoxInst (its warm-up counter is trainer state), denoising noise and dropout all draw random numbers.
+    settings = {"size": 96, "batch_size": 1, "max_iter": 4, "mask_supervision": "boxinst"}
+    straight = recipe_from_dict(_recipe(data, tmp_path / "straight", **settings))
+    run_training(straight, show_progress=False)
+    split = recipe_from_dict(_recipe(data, tmp_path / "split", **settings))
+    assert run_training(split, max_steps=2, show_progress=False).step == 2
+    assert ckpt.last_complete_step(tmp_path / "split") == 2
+    assert run_training(split, resume=True, show_progress=False).step == 4
+    a = ckpt.read_tensors(tmp_path / "straight" / "model_final.safetensors")
+    b = ckpt.read_tensors(tmp_path / "split" / "model_final.safetensors")
+    assert a.keys() == b.keys()
+    changed = [k for k in a if not torch.equal(a[k], b[k])]
+    assert changed == []
+    losses = [[r["loss"] for r in read_metrics(tmp_path / name / "metrics.jsonl")] for name in ("straight", "split")]
+    assert losses[0] == losses[1]  # the resumed run's log continues the interrupted one, step for step
+    trainer = ckpt.load_trainer_state(ckpt.trainer_path(tmp_path / "split", 4, 0))
+    assert trainer["criterion"]["boxinst.calls"].item() == 4 * 2  # one BoxInst call per decoder layer and step
+
+
+def _torchrun(recipe: dict, processes: int) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               str(WORKER), json.dumps(recipe)]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_compute_the_update_of_one_process_on_the_combined_batch(tmp_path) -> None:
+    data = _images(tmp_path / "data", count=2, size=96, seed=2)
+    settings = {"size": 96, "max_iter": 5, "mask_supervision": "masks", "denoising": False, "lr": 1e-3, "warmup": 0}
+    _torchrun(_recipe(data, tmp_path / "one", batch_size=2, **settings), processes=1)
+    _torchrun(_recipe(data, tmp_path / "two", batch_size=1, **settings), processes=2)
+    one = ckpt.read_tensors(ckpt.model_path(tmp_path / "one", 1))
+    two = ckpt.read_tensors(ckpt.model_path(tmp_path / "two", 1))
+    assert one.keys() == two.keys()
+    for key, value in one.items():
+        torch.testing.assert_close(two[key], value, rtol=0, atol=2e-6, msg=key)
+    # The step did move the weights (so the comparison is not one of two untouched models): the worker's model
+    # before training is torch.manual_seed(0) + build_model of its config.
+    torch.manual_seed(0)
+    base = tiny(video=False)
+    initial = build_model(base.replace(backbone=replace(base.backbone, norm="frozen_bn"),
+                                       fusion=replace(base.fusion, attn_dropout=0.0),
+                                       text=replace(base.text, frozen=True))).state_dict()
+    moved = [k for k, v in one.items() if v.is_floating_point() and (v - initial[k]).abs().max() > 1e-4]
+    assert len(moved) > 50

@@ -1,0 +1,109 @@
+"""Stage recipes: the shipped ones parse and state the official schedule; bad recipes fail with clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from training.train import main
+from uninext_core.config import r50
+from uninext_core.train.checkpointing import save_model
+from uninext_core.train.frame_stores import open_store
+from uninext_core.train.recipe import DatasetSpec, load_recipe, recipe_from_dict
+
+RECIPES = Path(__file__).resolve().parents[2] / "training" / "recipes"
+
+
+def test_every_shipped_recipe_parses() -> None:
+    names = sorted(p.stem for p in RECIPES.glob("*.yaml"))
+    assert names == sorted(f"{m}_stage{s}" for m in ("tiny", "r50", "convnext_l", "vit_h") for s in (1, 2, 3))
+    for path in RECIPES.glob("*.yaml"):
+        recipe = load_recipe(path)
+        assert recipe.name == path.stem
+
+
+def test_official_recipes_state_the_reference_schedule() -> None:
+    stage1 = load_recipe(RECIPES / "r50_stage1.yaml")
+    assert (stage1.solver.max_iter, stage1.solver.lr_steps, stage1.solver.base_lr) == (340741, (312346,), 2e-4)
+    assert stage1.solver.text_encoder_lr == 1e-5 and stage1.solver.backbone_multiplier == 0.1
+    assert stage1.solver.clip_grad_norm == 0.1 and stage1.reference_world_size == 32
+    assert [d.mask_supervision for d in stage1.datasets] == ["boxinst"]
+    stage2 = load_recipe(RECIPES / "r50_stage2.yaml")
+    assert (stage2.solver.max_iter, stage2.solver.lr_steps) == (91990, (76658,))
+    assert [(d.task, d.ratio) for d in stage2.datasets] == [("detection", 1.0), ("grounding", 1.0)]
+    vit2 = load_recipe(RECIPES / "vit_h_stage2.yaml")
+    assert (vit2.solver.max_iter, vit2.solver.lr_steps, vit2.reference_world_size) == (48000, (40000,), 32)
+    stage3 = load_recipe(RECIPES / "r50_stage3.yaml")
+    assert (stage3.solver.max_iter, stage3.solver.lr_steps, stage3.solver.base_lr) == (180000, (150000,), 1e-4)
+    assert stage3.freeze_text_encoder and stage3.video and stage3.input.clip_frames == 2
+    ratios = {d.name: (d.ratio, d.batch_size) for d in stage3.datasets}
+    assert ratios["ytvis_2019_train"] == (0.34, 4) and ratios["bdd_box_track_train"] == (0.72, 2)
+    assert ratios["rvos-refcoco-mixed"] == (0.67, 2) and ratios["sot_lasot_train"] == (0.2, 2)
+    families = {"vis": 0.0, "mot": 0.0, "expression": 0.0, "template": 0.0}
+    for d in stage3.datasets:
+        family = {"grounding": "expression", "rvos": "expression", "sot": "template", "vos": "template"}
+        families[family.get(d.task, d.task)] += d.ratio
+    assert families == pytest.approx({"vis": 1.02, "mot": 1.0, "expression": 1.0, "template": 1.0})
+    vit3 = load_recipe(RECIPES / "vit_h_stage3.yaml")
+    assert [d.ratio for d in vit3.datasets[:3]] == [0.25, 0.25, 0.5] and vit3.datasets[0].batch_size == 1
+
+
+def _minimal(**changes) -> dict:
+    recipe = {"name": "bad", "preset": "tiny", "output_dir": "runs/never",
+              "datasets": [{"name": "d", "task": "detection", "reader": "coco", "path": "data/absent.json",
+                            "image_root": "data/absent"}]}
+    recipe.update(changes)
+    return recipe
+
+
+def test_unknown_keys_are_named() -> None:
+    with pytest.raises(ValueError, match=r"bad\.solver: unknown keys \['max_iters'\]"):
+        recipe_from_dict(_minimal(solver={"max_iters": 5}), source="bad")
+    with pytest.raises(ValueError, match=r"unknown keys \['batch'\]"):
+        recipe_from_dict(_minimal(datasets=[{"name": "d", "task": "detection", "reader": "coco", "path": "x",
+                                             "batch": 2}]))
+    with pytest.raises(ValueError, match="unknown preset 'tiny2'"):
+        recipe_from_dict(_minimal(preset="tiny2"))
+
+
+def test_inconsistent_recipes_are_rejected() -> None:
+    with pytest.raises(ValueError, match="cannot use reader 'coco'"):
+        DatasetSpec(name="d", task="vos", reader="coco", path="x")
+    with pytest.raises(ValueError, match="needs `refs`"):
+        DatasetSpec(name="d", task="grounding", reader="refcoco", path="x")
+    sot = [{"name": "s", "task": "sot", "reader": "lasot", "path": "x"}]
+    with pytest.raises(ValueError, match="need the video model"):
+        recipe_from_dict(_minimal(datasets=sot, input={"clip_frames": 2}))
+    with pytest.raises(ValueError, match="clip_frames: 2"):
+        recipe_from_dict(_minimal(datasets=sot, video=True))
+
+
+def test_missing_dataset_names_the_dataset_and_path(tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"dataset 'd' \(reader coco\): annotation file / dataset root "
+                                         r"data/absent.json does not exist"):
+        open_store(recipe_from_dict(_minimal()).datasets[0])
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(yaml.safe_dump(_minimal(output_dir=str(tmp_path / "run"))))
+    assert main(["--recipe", str(recipe), "--no-progress"]) == 2
+
+
+def test_cli_rejects_unknown_keys_and_missing_files(tmp_path, capsys) -> None:
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(yaml.safe_dump(_minimal(learning_rate=0.1)))
+    assert main(["--recipe", str(recipe)]) == 2
+    assert "unknown keys ['learning_rate']" in capsys.readouterr().err
+    assert main(["--recipe", str(tmp_path / "absent.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_init_checkpoint_of_another_preset_is_a_clear_error(tmp_path, capsys) -> None:
+    foreign = save_model(nn.Linear(1, 1), tmp_path / "r50.safetensors", config=r50())
+    torch.manual_seed(0)
+    recipe = tmp_path / "init.yaml"
+    recipe.write_text(yaml.safe_dump(_minimal(init_checkpoint=str(foreign), output_dir=str(tmp_path / "run"))))
+    assert main(["--recipe", str(recipe), "--no-progress"]) == 2
+    assert "holds preset 'r50' weights, but the model is preset 'tiny'" in capsys.readouterr().err
