@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the converter; returns the exit status."""
     args = _parser().parse_args(argv)
+    # Conversion warnings (alias copies that differ, a non-standard position_ids, ...) arrive through logging.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     out: Path = args.out
     if not out.parent.is_dir():
@@ -68,8 +69,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_file = report_path(out)
     report_file.write_text(json.dumps(report.to_dict(), indent=1) + "\n")
     print(f"{args.checkpoint} -> preset {args.preset} ({'video' if video else 'image'}): {report.summary()}")
-    for warning in report.warnings:
-        print(f"warning: {warning}")
     if not report.ok:
         print(f"uninext-convert: {report.error_message()}", file=sys.stderr)
         print(f"uninext-convert: full report in {report_file}; nothing else written", file=sys.stderr)
