@@ -177,8 +177,12 @@ def _describe(tensor: torch.Tensor) -> str:
 
 def _unpickler_detail(error: Exception) -> str:
     found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", str(error), flags=re.DOTALL)
-    detail = found.group(1) if found else str(error).splitlines()[0]
+    detail = found.group(1) if found else _first_line(error)
     return " ".join(detail.split())[:300]
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def model_state_dict(checkpoint: Any, *, source: str) -> dict[str, torch.Tensor]:
@@ -246,7 +250,7 @@ def read_official_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: the checkpoint contains pickled Python objects; only tensors are accepted "
                               f"({_unpickler_detail(error)})") from error
     except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path}: truncated or corrupted checkpoint ({str(error).splitlines()[0]})") from error
+        raise CheckpointError(f"{path}: truncated or corrupted checkpoint ({_first_line(error)})") from error
     return model_state_dict(checkpoint, source=str(path))
 
 
