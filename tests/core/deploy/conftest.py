@@ -1,0 +1,56 @@
+"""Shared fixtures of the deploy tests: the tiny model exported once per test session (≈ 1 min on one core)."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+import torch
+
+from uninext_core.config import UninextConfig, tiny
+from uninext_core.deploy.export_manifest import ExportManifest
+from uninext_core.deploy.onnx_export import export_onnx
+from uninext_core.model.build import build_model
+from uninext_core.model.uninext import Uninext
+
+TINY_IMAGE_SIZE = (320, 384)  # tiny's test size: short side 320, long side <= 384
+
+
+class TinyExport(NamedTuple):
+    model: Uninext
+    cfg: UninextConfig
+    directory: Path
+    manifest: ExportManifest
+
+
+def tiny_fp16_safe() -> UninextConfig:
+    cfg = tiny()
+    return cfg.replace(fusion=dataclasses.replace(cfg.fusion, fp16_safe_mask=True))
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory) -> TinyExport:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        cfg = tiny_fp16_safe()
+        model = build_model(cfg).eval()
+        directory = tmp_path_factory.mktemp("tiny_export")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # exporter deprecation / constant-folding chatter
+            manifest = export_onnx(model, cfg, directory, image_size=TINY_IMAGE_SIZE)
+    finally:
+        torch.set_num_threads(previous)
+    return TinyExport(model, cfg, directory, manifest)
+
+
+@pytest.fixture
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
