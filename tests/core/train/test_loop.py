@@ -132,20 +132,38 @@ def _torchrun(recipe: dict, processes: int) -> None:
 @pytest.mark.slow
 def test_two_gloo_processes_compute_the_update_of_one_process_on_the_combined_batch(tmp_path) -> None:
     data = _images(tmp_path / "data", count=2, size=96, seed=2)
-    settings = {"size": 96, "max_iter": 5, "mask_supervision": "masks", "denoising": False, "lr": 1e-3, "warmup": 0}
+    lr = 1e-3
+    settings = {"size": 96, "max_iter": 5, "mask_supervision": "masks", "denoising": False, "lr": lr, "warmup": 0}
     _torchrun(_recipe(data, tmp_path / "one", batch_size=2, **settings), processes=1)
     _torchrun(_recipe(data, tmp_path / "two", batch_size=1, **settings), processes=2)
     one = ckpt.read_tensors(ckpt.model_path(tmp_path / "one", 1))
     two = ckpt.read_tensors(ckpt.model_path(tmp_path / "two", 1))
     assert one.keys() == two.keys()
-    for key, value in one.items():
-        torch.testing.assert_close(two[key], value, rtol=0, atol=2e-6, msg=key)
-    # The step did move the weights (so the comparison is not one of two untouched models): the worker's model
-    # before training is torch.manual_seed(0) + build_model of its config.
+
+    # The gradient: AdamW's first moment after one step is 0.1 × the clipped, process-averaged gradient.
+    moments = [ckpt.load_trainer_state(ckpt.trainer_path(tmp_path / run, 1, rank))["optimizer"]["state"]
+               for run, rank in (("one", 0), ("two", 0), ("two", 1))]
+    assert moments[0].keys() == moments[1].keys() == moments[2].keys()
+    for index, state in moments[0].items():
+        scale = state["exp_avg"].abs().max().item()
+        for other in moments[1:]:
+            torch.testing.assert_close(other[index]["exp_avg"], state["exp_avg"], rtol=0, atol=1e-4 * scale + 1e-20)
+
+    # The parameters. AdamW's first update is lr · g / (|g| + 1e-8): where |g| is far above 1e-8 it must agree to
+    # float precision; where the clipped gradient is ~1e-8 or below, Adam scales float noise up to the update size,
+    # so those elements are covered by the gradient check above only.
     torch.manual_seed(0)
     base = tiny(video=False)
     initial = build_model(base.replace(backbone=replace(base.backbone, norm="frozen_bn"),
                                        fusion=replace(base.fusion, attn_dropout=0.0),
                                        text=replace(base.text, frozen=True))).state_dict()
-    moved = [k for k, v in one.items() if v.is_floating_point() and (v - initial[k]).abs().max() > 1e-4]
-    assert len(moved) > 50
+    compared = 0
+    for key, value in one.items():
+        if not value.is_floating_point():
+            assert torch.equal(two[key], value), key
+            continue
+        well_conditioned = (value - initial[key]).abs() > 0.99 * lr
+        compared += int(well_conditioned.sum())
+        torch.testing.assert_close(two[key][well_conditioned], value[well_conditioned], rtol=0, atol=1e-7, msg=key)
+    trainable = sum(v.numel() for k, v in initial.items() if v.is_floating_point() and not k.startswith("text_"))
+    assert compared > 0.5 * trainable  # most weights took a full-size step, and took the same one
