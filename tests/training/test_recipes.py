@@ -106,4 +106,4 @@ def test_init_checkpoint_of_another_preset_is_a_clear_error(tmp_path, capsys) ->
     recipe = tmp_path / "init.yaml"
     recipe.write_text(yaml.safe_dump(_minimal(init_checkpoint=str(foreign), output_dir=str(tmp_path / "run"))))
     assert main(["--recipe", str(recipe), "--no-progress"]) == 2
-    assert "holds preset 'r50' weights, but the model is preset 'tiny'" in capsys.readouterr().err
+    assert "holds weights of preset 'r50' (video), but preset 'tiny' (video) was requested" in capsys.readouterr().err

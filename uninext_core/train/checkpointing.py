@@ -1,17 +1,18 @@
 """Resumable training checkpoints: model weights in safetensors, trainer state in a separate torch file.
 
 Layout under `<output_dir>/checkpoints/`:
-    model_<step>.safetensors        model state dict (parameters and buffers), metadata: format, preset, video,
-                                    config YAML, step; written by rank 0
+    model_<step>.safetensors        model state dict (parameters and buffers) written with
+                                    `uninext_core.checkpoint.save_weights` (preset, variant and config in the header,
+                                    plus `training.step`); written by rank 0
     trainer_<step>_rank<r>.pt       optimizer, LR scheduler, AMP scaler, criterion state (BoxInst counter), RNG states
                                     of python / numpy / torch (/ CUDA), data-sampler position, step; one per rank,
                                     only tensors and plain types, read back with `torch.load(weights_only=True)`
     last_checkpoint                 the step of the newest complete checkpoint (written last, atomically)
 Files are written to a temporary name and renamed, so an interrupted save never leaves a half checkpoint behind.
 
-Loading weights checks the preset stored in the metadata: a checkpoint of another preset raises ValueError naming
-both. `init_from_checkpoint` starts a stage from the previous one's weights; for stage 3 it builds the template
-backbone from the image backbone with a zero-initialised 4th input channel (official `convert_3c_to_4c_pth`).
+Loading checks the preset stored in the header: a checkpoint of another preset raises ValueError naming both.
+`init_from_checkpoint` starts a stage from the previous one's weights; for stage 3 it builds the template backbone
+from the image backbone with a zero-initialised 4th input channel (official `convert_3c_to_4c_pth`).
 """
 
 from __future__ import annotations
@@ -24,19 +25,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
-from uninext_core.config import UninextConfig, to_yaml
+from uninext_core.checkpoint.safetensors_io import StoredWeights, read_weights, save_weights
+from uninext_core.config import UninextConfig
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "uninext-ros"
 TEXT_ENCODER_PREFIX = "text_encoder."
 TEMPLATE_BACKBONE_PREFIX = "template_encoder.backbone."
 MAIN_BACKBONE_PREFIX = "backbone."
 LAST_CHECKPOINT = "last_checkpoint"
+STEP_KEY = "training.step"
+TEXT_ENCODER_KEY = "training.text_encoder"
 
 
 def _atomic_tmp(path: Path) -> Path:
@@ -45,13 +46,13 @@ def _atomic_tmp(path: Path) -> Path:
 
 def save_model(model: nn.Module, path: str | Path, *, config: UninextConfig, step: int = 0,
                include_text_encoder: bool = True, dtype: torch.dtype | None = None) -> Path:
-    """Write the model's state dict as safetensors with the config in the metadata.
+    """Write the model's state dict with `save_weights` (config in the header), atomically.
 
     Args:
         model: the Uninext network (not wrapped in DDP).
         path: output file.
-        config: the model's config (preset name and YAML go into the metadata).
-        step: training iteration stored in the metadata.
+        config: the model's config (preset name and YAML go into the header).
+        step: training iteration stored in the header (`training.step`).
         include_text_encoder: False leaves out every `text_encoder.*` tensor (the packaged text encoder is
             rebuilt from its own files).
         dtype: cast floating-point tensors to this dtype (e.g. torch.float16 for shipping), None keeps them.
@@ -68,65 +69,38 @@ def save_model(model: nn.Module, path: str | Path, *, config: UninextConfig, ste
         value = value.detach().to("cpu")
         if dtype is not None and value.is_floating_point():
             value = value.to(dtype)
-        tensors[key] = value.contiguous().clone()
-    metadata = {"format": FORMAT, "preset": config.name, "video": str(config.video).lower(),
-                "config_yaml": to_yaml(config), "step": str(int(step)),
-                "text_encoder": str(include_text_encoder).lower()}
+        tensors[key] = value.clone()  # no shared storage between entries (safetensors refuses it)
     tmp = _atomic_tmp(path)
-    save_file(tensors, str(tmp), metadata=metadata)
+    save_weights(tmp, tensors, config=config, extra_metadata={STEP_KEY: str(int(step)),
+                                                             TEXT_ENCODER_KEY: str(include_text_encoder).lower()})
     os.replace(tmp, path)
     return path
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The metadata of a checkpoint written by `save_model`.
-
-    Raises:
-        ValueError: the file is missing, not safetensors, or not written by this project.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except Exception as error:  # safetensors raises its own error types for malformed files
-        raise ValueError(f"{path} is not a readable safetensors file: {error}") from error
-    if metadata.get("format") != FORMAT or "preset" not in metadata:
-        raise ValueError(f"{path} was not written by uninext-ros (metadata {sorted(metadata)}); expected the keys "
-                         f"'format' = {FORMAT!r} and 'preset'")
-    return metadata
+def read_checkpoint(path: str | Path, *, config: UninextConfig | None = None) -> StoredWeights:
+    """A weights file's tensors, config and header; with `config`, a file of another preset raises ValueError."""
+    return read_weights(path, preset=None if config is None else config.name)
 
 
 def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """All tensors of a safetensors file, on the CPU."""
-    with safe_open(str(path), framework="pt") as handle:
-        return {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is not a dict)
-
-
-def check_preset(path: str | Path, config: UninextConfig) -> dict[str, str]:
-    """Raise ValueError when the checkpoint's preset differs from `config.name`; returns the metadata."""
-    metadata = read_metadata(path)
-    if metadata["preset"] != config.name:
-        raise ValueError(f"checkpoint {path} holds preset {metadata['preset']!r} weights, but the model is preset "
-                         f"{config.name!r}; expected a checkpoint of the same preset")
-    return metadata
+    """All tensors of a weights file, on the CPU."""
+    return read_weights(path).state_dict
 
 
 def load_model(model: nn.Module, path: str | Path, *, config: UninextConfig) -> int:
-    """Load weights saved by `save_model` into a model of the same preset and kind (exact resume).
+    """Load weights saved by `save_model` into a model of the same preset and variant (exact resume).
 
     Text-encoder tensors may be absent (checkpoints shipped without the packaged encoder); every other key must
     match in name and shape.
 
     Returns:
-        The step stored in the metadata.
+        The step stored in the header.
 
     Raises:
-        ValueError: another preset, missing / unexpected keys, or a shape mismatch.
+        ValueError: another preset or variant, missing / unexpected keys, or a shape mismatch.
     """
-    metadata = check_preset(path, config)
-    tensors = read_tensors(path)
+    stored = read_weights(path, preset=config.name, video=config.video)
+    tensors = stored.state_dict
     own = model.state_dict()
     missing = [k for k in own if k not in tensors and not k.startswith(TEXT_ENCODER_PREFIX)]
     unexpected = [k for k in tensors if k not in own]
@@ -137,7 +111,7 @@ def load_model(model: nn.Module, path: str | Path, *, config: UninextConfig) -> 
                          f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
                          f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''}, shape mismatches {wrong[:5]}")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in tensors.items()}, strict=False)
-    return int(metadata.get("step", 0))
+    return int(stored.metadata.get(STEP_KEY, "0"))
 
 
 def init_from_checkpoint(model: nn.Module, path: str | Path, *, config: UninextConfig,
@@ -154,8 +128,7 @@ def init_from_checkpoint(model: nn.Module, path: str | Path, *, config: UninextC
     Raises:
         ValueError: another preset, unexpected keys, or shape mismatches.
     """
-    check_preset(path, config)
-    tensors = read_tensors(path)
+    tensors = dict(read_checkpoint(path, config=config).state_dict)
     own = model.state_dict()
     if template_from_backbone and not any(k.startswith(TEMPLATE_BACKBONE_PREFIX) for k in tensors):
         for key, value in list(tensors.items()):

@@ -1,4 +1,4 @@
-"""Checkpoints: safetensors round trip with the preset in the metadata, preset mismatch, stage-3 template init,
+"""Checkpoints: safetensors round trip with the preset in the header, preset mismatch, stage-3 template init,
 weights-only trainer state with RNG states, newest-checkpoint bookkeeping."""
 
 from __future__ import annotations
@@ -55,8 +55,9 @@ def test_model_round_trip_keeps_every_tensor_and_the_preset(tmp_path) -> None:
     model = _seeded(False, 0)
     model.backbone.body.bn1.running_mean.fill_(0.25)
     path = ckpt.save_model(model, tmp_path / "m.safetensors", config=tiny(video=False), step=7)
-    metadata = ckpt.read_metadata(path)
-    assert metadata["preset"] == "tiny" and metadata["step"] == "7" and "transformer:" in metadata["config_yaml"]
+    stored = ckpt.read_checkpoint(path, config=tiny(video=False))
+    assert stored.metadata["uninext.preset"] == "tiny" and stored.metadata["training.step"] == "7"
+    assert stored.config == tiny(video=False)
     fresh = _seeded(False, 1)
     assert ckpt.load_model(fresh, path, config=tiny(video=False)) == 7
     for key, value in model.state_dict().items():
@@ -80,19 +81,21 @@ def test_checkpoint_without_text_encoder_loads_and_half_precision_casts(tmp_path
 
 def test_checkpoint_of_another_preset_is_a_clear_error(tmp_path) -> None:
     path = ckpt.save_model(_seeded(False, 0), tmp_path / "m.safetensors", config=tiny(video=False))
-    with pytest.raises(ValueError, match="holds preset 'tiny' weights, but the model is preset 'r50'"):
+    with pytest.raises(ValueError, match=r"holds weights of preset 'tiny' \(image\), but preset 'r50' \(image\) was"):
         ckpt.load_model(_seeded(False, 0), path, config=r50(video=False))
-    with pytest.raises(ValueError, match="preset 'r50'"):
+    with pytest.raises(ValueError, match="holds weights of preset 'tiny'"):
         ckpt.init_from_checkpoint(_seeded(True, 0), path, config=r50())
 
 
 def test_foreign_or_missing_files_are_rejected(tmp_path) -> None:
     save_file({"x": torch.zeros(1)}, str(tmp_path / "plain.safetensors"))
-    with pytest.raises(ValueError, match="not written by uninext-ros"):
-        ckpt.read_metadata(tmp_path / "plain.safetensors")
+    with pytest.raises(ValueError, match="not a uninext-ros weights file"):
+        ckpt.read_tensors(tmp_path / "plain.safetensors")
     with pytest.raises(ValueError, match="does not exist"):
-        ckpt.read_metadata(tmp_path / "absent.safetensors")
+        ckpt.read_tensors(tmp_path / "absent.safetensors")
     path = ckpt.save_model(_seeded(True, 0), tmp_path / "video.safetensors", config=tiny())
+    with pytest.raises(ValueError, match=r"\(video\), but preset 'tiny' \(image\) was requested"):
+        ckpt.load_model(_seeded(False, 0), path, config=tiny(video=False))
     with pytest.raises(ValueError, match="unexpected"):
         ckpt.load_model(_seeded(False, 0), path, config=tiny())
 
