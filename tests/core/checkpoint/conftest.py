@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ast
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -73,22 +73,31 @@ def synthetic_tensor(row: Row, generator: torch.Generator) -> torch.Tensor:
     return (torch.randn(row.shape, generator=generator) * scale).to(row.dtype)
 
 
-def synthetic_state_dict(rows: list[Row], *, seed: int = 0, meta: bool = False) -> dict[str, torch.Tensor]:
-    """Official-format state dict of `rows`; `meta` gives shape-only tensors (no memory)."""
+def synthetic_tensors(rows: list[Row], *, seed: int = 0) -> Iterator[tuple[str, torch.Tensor]]:
+    """(key, tensor) of every non-alias row, one at a time: the values `synthetic_state_dict(rows, seed=seed)` holds,
+    regenerated without keeping them all in memory."""
     generator = torch.Generator().manual_seed(seed)
-    state: dict[str, torch.Tensor] = {}
     for row in rows:
-        if _alias_target(row.key) is not None:
-            state[row.key] = torch.empty(0)  # placeholder keeping table order; shares its canonical tensor below
-        elif meta and not row.key.endswith("position_ids"):
-            state[row.key] = torch.empty(row.shape, dtype=row.dtype, device="meta")
+        if _alias_target(row.key) is None:
+            yield row.key, synthetic_tensor(row, generator)
+
+
+def synthetic_state_dict(rows: list[Row], *, seed: int = 0, meta: bool = False) -> dict[str, torch.Tensor]:
+    """Official-format state dict of `rows`; `meta` gives shape-only tensors (no memory) except `position_ids`."""
+    if meta:
+        state = {row.key: torch.arange(math.prod(row.shape), dtype=row.dtype).reshape(row.shape)
+                 if row.key.endswith("position_ids") else torch.empty(row.shape, dtype=row.dtype, device="meta")
+                 for row in rows if _alias_target(row.key) is None}
+    else:
+        state = dict(synthetic_tensors(rows, seed=seed))
+    ordered = {}
+    for row in rows:  # table order; an alias is a view of its canonical tensor, as in the official state_dict()
+        target = _alias_target(row.key)
+        if target is None:
+            ordered[row.key] = state[row.key]
         else:
-            state[row.key] = synthetic_tensor(row, generator)
-    for key in state:
-        if (target := _alias_target(key)) is not None:
-            # state_dict() of the official model gives both names a detached view of one parameter
-            state[key] = state[target] if meta else state[target].detach()
-    return state
+            ordered[row.key] = state[target] if meta else state[target].detach()
+    return ordered
 
 
 def save_checkpoint(path: Path, state: dict[str, torch.Tensor]) -> Path:
@@ -103,12 +112,13 @@ class Tables(NamedTuple):
     image_rows: Callable[[list[Row]], list[Row]]
     official_rows: Callable[..., list[Row]]
     synthetic_state_dict: Callable[..., dict[str, torch.Tensor]]
+    synthetic_tensors: Callable[..., Iterator[tuple[str, torch.Tensor]]]
     save_checkpoint: Callable[[Path, dict[str, torch.Tensor]], Path]
 
 
 @pytest.fixture(scope="session")
 def tables() -> Tables:
-    return Tables(read_table, image_rows, official_rows, synthetic_state_dict, save_checkpoint)
+    return Tables(read_table, image_rows, official_rows, synthetic_state_dict, synthetic_tensors, save_checkpoint)
 
 
 @pytest.fixture(scope="session")
