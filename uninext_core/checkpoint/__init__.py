@@ -2,7 +2,7 @@
 
     from_official(path, preset="r50", video=True)     official .pth -> Uninext (eval mode)
     convert_official_checkpoint(path, preset="r50")   official .pth -> Conversion(state_dict, report, config)
-    save_weights / read_weights / load_model           our safetensors files, which know their preset
+    save_weights / read_weights / read_config / load_model   our safetensors files, which know their preset
     uninext-convert (cli.main)                         the same from the command line, with a JSON report
 """
 
@@ -21,7 +21,7 @@ from uninext_core.checkpoint.convert import (
     read_official_checkpoint,
 )
 from uninext_core.checkpoint.official_keys import OfficialKeyMap
-from uninext_core.checkpoint.safetensors_io import StoredWeights, load_model, read_weights, save_weights
+from uninext_core.checkpoint.safetensors_io import StoredWeights, load_model, read_config, read_weights, save_weights
 
 __all__ = [
     "OFFICIAL_PRESETS",
@@ -36,6 +36,7 @@ __all__ = [
     "from_official",
     "load_model",
     "official_config",
+    "read_config",
     "read_official_checkpoint",
     "read_weights",
     "save_weights",

@@ -95,7 +95,16 @@ def read_weights(path: str | Path, *, preset: str | None = None, video: bool | N
     Raises:
         CheckpointError: missing, truncated or foreign file, no uninext metadata, or another preset / variant.
     """
-    path = Path(path)
+    return _read(Path(path), preset=preset, video=video, with_tensors=True)
+
+
+def read_config(path: str | Path, *, preset: str | None = None, video: bool | None = None) -> UninextConfig:
+    """The configuration stored in a weights file's header, without reading its tensors (same checks as
+    `read_weights`)."""
+    return _read(Path(path), preset=preset, video=video, with_tensors=False).config
+
+
+def _read(path: Path, *, preset: str | None, video: bool | None, with_tensors: bool) -> StoredWeights:
     if not path.is_file():
         raise CheckpointError(f"weights file {path} does not exist or is not a file")
     try:
@@ -108,7 +117,8 @@ def read_weights(path: str | Path, *, preset: str | None = None, video: bool | N
                                       f"uninext-convert")
             stored_video = metadata.get(KEY_VIDEO) == "true"
             _check_preset(path, metadata[KEY_PRESET], stored_video, preset=preset, video=video)
-            state_dict = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not a dict)
+            state_dict = ({key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not a dict)
+                          if with_tensors else {})
     except SafetensorError as error:
         raise CheckpointError(f"{path}: truncated or corrupted safetensors file ({error})") from error
     try:

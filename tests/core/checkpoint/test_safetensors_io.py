@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from uninext_core.checkpoint import CheckpointError, load_model, read_weights, save_weights
+from uninext_core.checkpoint.safetensors_io import read_config
 from uninext_core.config import from_yaml, tiny
 from uninext_core.model.build import build_model
 
@@ -92,3 +93,11 @@ def test_reserved_metadata_keys_are_refused(tmp_path, tiny_image):
     config = tiny_image[0]
     with pytest.raises(ValueError, match=r"must not start with 'uninext\.', got \['uninext\.preset'\]"):
         save_weights(tmp_path / "x.safetensors", {}, config=config, extra_metadata={"uninext.preset": "r50"})
+
+
+def test_read_config_checks_the_header_without_reading_tensors(tmp_path, tiny_image):
+    config, model = tiny_image
+    path = save_weights(tmp_path / "tiny.safetensors", model.state_dict(), config=config)
+    assert read_config(path, preset="tiny", video=False) == config
+    with pytest.raises(CheckpointError, match=r"holds weights of preset 'tiny' \(image\), but preset 'vit_h'"):
+        read_config(path, preset="vit_h")
