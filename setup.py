@@ -36,5 +36,6 @@ setup(
     zip_safe=False,
     entry_points={"console_scripts": [
         "uninext-synth = uninext_core.data.synthetic.__main__:main",
+        "perception_node = uninext_ros.perception_node:main",
     ]},
 )

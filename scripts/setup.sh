@@ -166,4 +166,10 @@ done
 if [ -n "${UNINEXT_SETUP_REPORT_SIZE:-}" ]; then
     say "venv size: $(du -sh "$VENV" 2>/dev/null | cut -f1)"
 fi
+# ros2 run / launch_ros look for executables in <prefix>/lib/<package>/: point them at the console scripts.
+mkdir -p "$VENV/lib/uninext_ros"
+for executable in perception_node; do
+    ln -sfn "$VENV/bin/$executable" "$VENV/lib/uninext_ros/$executable"
+done
+
 say "ready in ${SECONDS} s: $VENV"

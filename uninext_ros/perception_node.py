@@ -19,10 +19,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PolygonStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -46,7 +48,7 @@ from uninext_ros.prompt_conversions import (
     template_from_polygon,
 )
 from uninext_ros.qos import image_qos, latched_qos, output_qos, prompt_input_qos
-from uninext_ros.session_provider import SessionBundle, SessionProvider
+from uninext_ros.session_provider import ModelSessionProvider, SessionBundle, SessionProvider
 
 
 class PerceptionNode(LifecycleNode):
@@ -367,3 +369,27 @@ class PerceptionNode(LifecycleNode):
 
     def _header_now(self) -> Header:
         return Header(stamp=self.get_clock().now().to_msg())
+
+
+def main(args: list[str] | None = None) -> None:
+    """`ros2 run uninext_ros perception_node`: the node with the model named by its parameters; it configures and
+    activates itself unless the `autostart` parameter is false. Stops cleanly on SIGINT."""
+    try:
+        with rclpy.init(args=args):
+            node = PerceptionNode(session_provider=ModelSessionProvider())
+            executor = MultiThreadedExecutor(num_threads=4)
+            executor.add_node(node)
+            try:
+                if node.get_parameter("autostart").value and \
+                        node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                    node.trigger_activate()
+                executor.spin()
+            finally:
+                node.stop()
+                node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+
+
+if __name__ == "__main__":
+    main()

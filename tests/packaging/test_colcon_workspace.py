@@ -64,3 +64,6 @@ def test_plain_colcon_build_finds_and_builds_both_packages(tmp_path: Path, merge
     assert Path(core_module).is_relative_to(install)
     assert (Path(ros_share) / "package.xml").is_file() and (Path(msgs_share) / "msg" / "Prompt.msg").is_file()
     assert (Path(ros_share) / "config" / "fastdds_large_shm.xml").is_file()
+    assert (Path(ros_share) / "launch" / "perception.launch.py").is_file()
+    executable = Path(ros_share).parents[1] / "lib" / "uninext_ros" / "perception_node"
+    assert executable.is_file() and os.access(executable, os.X_OK), f"{executable} is not an installed executable"

@@ -120,6 +120,18 @@ def _load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def load_tokenizer(cfg: TextEncoderConfig) -> PreTrainedTokenizerBase:
+    """The tokenizer `build_text_encoder(cfg)` would use, without building the model (exported backends need only
+    this on the host): the folder's own for `cfg.path`, else the packaged uncased WordPiece tokenizer, which is the
+    bert-base-uncased vocabulary that every packaged default shares."""
+    if cfg.path is not None:
+        folder = Path(cfg.path).expanduser()
+        if not folder.is_dir():
+            raise ValueError(f"text-encoder folder {folder} does not exist (text.path)")
+        return _load_tokenizer(folder)
+    return _load_tokenizer(packaged_minilm_path())
+
+
 def _load_bert(folder: Path) -> BertModel:
     try:
         return BertModel.from_pretrained(str(folder), add_pooling_layer=False, local_files_only=True)
