@@ -37,5 +37,6 @@ setup(
     entry_points={"console_scripts": [
         "uninext-synth = uninext_core.data.synthetic.__main__:main",
         "perception_node = uninext_ros.perception_node:main",
+        "uninext-convert = uninext_core.checkpoint.cli:main",
     ]},
 )
