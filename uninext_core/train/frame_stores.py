@@ -54,6 +54,7 @@ class FrameStore:
         landscape: (units,) bool, width >= height.
         referrals: referring expressions (refcoco, R-VOS), empty otherwise.
         has_masks: whether targets can carry masks.
+        detection, video, mot, sot, vos: the records read (exactly one of them is set).
     """
 
     name: str
