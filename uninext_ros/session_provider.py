@@ -6,7 +6,6 @@ backends without touching the node.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,32 +45,23 @@ class ModelSessionProvider:
     Weights: `checkpoint` may be a `.safetensors` file written by uninext-convert or the trainer (it knows its
     preset), an official UNINEXT `.pth` (converted on load), or empty for the small model shipped with the package
     (tiny preset). The onnxruntime and tensorrt backends read an uninext-export folder (`engine_path`) instead.
+    Loading is `uninext_core.deploy.loading.load_backend`, shared with uninext-eval and the rosbag tools.
     """
 
     def build(self, params: NodeParams) -> SessionBundle:
         import torch
 
-        from uninext_core.deploy.factory import make_backend
-        from uninext_core.model.text_encoder import load_tokenizer
+        from uninext_core.deploy.loading import load_backend
         from uninext_core.tasks.prompt_cache import PromptCache
         from uninext_core.tasks.session import Session
 
-        if params.backend == "torch":
-            config, model, weights = _load_network(params)
-            backend = make_backend("torch", config=config, model=model, device=params.device)
-        else:
-            if not params.engine_path:
-                raise ValueError(f"backend {params.backend!r} needs engine_path: a folder written by uninext-export")
-            backend = make_backend(params.backend, export_dir=params.engine_path)
-            config, weights = _export_config(params.engine_path), params.engine_path
-            if config.name != params.preset:
-                raise ValueError(f"{params.engine_path} was exported from preset {config.name!r}, but preset "
-                                 f"{params.preset!r} is configured")
-        tokenizer = load_tokenizer(config.text if not params.text_encoder_path else
-                                   dataclasses.replace(config.text, path=params.text_encoder_path))
-        cache = PromptCache(backend)
+        loaded = load_backend(preset=params.preset, checkpoint=params.checkpoint, backend=params.backend,
+                              device=params.device, engine_path=params.engine_path,
+                              text_encoder_path=params.text_encoder_path)
+        cache = PromptCache(loaded.backend)
         session_config = self.session_config(params)
-        sessions = {camera: Session(backend, tokenizer=tokenizer, config=session_config, prompt_cache=cache)
+        sessions = {camera: Session(loaded.backend, tokenizer=loaded.tokenizer, config=session_config,
+                                    prompt_cache=cache)
                     for camera in params.cameras}
 
         def release() -> None:
@@ -79,9 +69,7 @@ class ModelSessionProvider:
             if params.device.startswith("cuda") and torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
-        where = params.device if params.backend == "torch" else "exported"
-        description = f"{config.name} on {backend.name} ({where}), weights {weights}"
-        return SessionBundle(sessions, description, release=release)
+        return SessionBundle(sessions, loaded.description, release=release)
 
     def session_config(self, params: NodeParams) -> Any:
         from uninext_core.tasks.session_config import SessionConfig
@@ -107,31 +95,6 @@ class ModelSessionProvider:
 
 def shipped_weights(preset: str) -> Path:
     """Where the package keeps the weights it ships for `preset` (only `tiny` has some)."""
-    import uninext_core
+    from uninext_core.deploy.loading import shipped_weights as core_shipped_weights
 
-    return Path(uninext_core.__file__).resolve().parent / "assets" / f"uninext_{preset}.safetensors"
-
-
-def _load_network(params: NodeParams) -> tuple[Any, Any, str]:
-    from uninext_core.checkpoint.convert import from_official, official_config
-    from uninext_core.checkpoint.safetensors_io import load_model, read_config
-
-    path = Path(params.checkpoint).expanduser() if params.checkpoint else shipped_weights(params.preset)
-    if not path.is_file():
-        if params.checkpoint:
-            raise ValueError(f"checkpoint {path} does not exist")
-        raise ValueError(f"no checkpoint given and no weights shipped for preset {params.preset!r} ({path} missing); "
-                         f"set the checkpoint parameter")
-    text_path = params.text_encoder_path or None
-    if path.suffix == ".pth":
-        video = True  # stage-3 checkpoints serve every task; image-only checkpoints are converted with --image
-        model = from_official(path, preset=params.preset, video=video, text_encoder_path=text_path)
-        return official_config(params.preset, video=video, text_encoder_path=text_path), model, str(path)
-    model = load_model(path, preset=params.preset, text_encoder_path=text_path)
-    return read_config(path), model, str(path)
-
-
-def _export_config(export_dir: str) -> Any:
-    from uninext_core.deploy.export_manifest import ExportManifest
-
-    return ExportManifest.load(export_dir).config
+    return core_shipped_weights(preset)
