@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -46,8 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         recipe = load_recipe(args.recipe)
         if args.output_dir is not None:
-            from dataclasses import replace
-
             recipe = replace(recipe, output_dir=str(args.output_dir))
         result = run_training(recipe, resume=args.resume, max_steps=args.max_steps,
                               show_progress=not args.no_progress)

@@ -25,6 +25,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -212,8 +213,6 @@ def model_config(recipe: Recipe) -> UninextConfig:
     """The recipe's preset, video or image model, text encoder frozen when the recipe says so."""
     cfg = get_preset(recipe.preset, video=recipe.video)
     if recipe.freeze_text_encoder and not cfg.text.frozen:
-        from dataclasses import replace
-
         cfg = cfg.replace(text=replace(cfg.text, frozen=True))
     return cfg
 
