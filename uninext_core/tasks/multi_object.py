@@ -15,7 +15,6 @@ tracks, so thresholds can change while tracking.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,11 +37,6 @@ from uninext_core.tasks.trackers import (
 
 MULTI_OBJECT_TASKS = ("mot", "mots", "vis")
 # IdolTrackerConfig fields held by the tracker's clip recorder under other names.
-_CLIP_RECORDER_FIELDS = {"early_delete_after_frame": "early_delete_after_frame",
-                         "early_delete_min_hits": "early_delete_min_hits",
-                         "clip_class_score_thr": "class_score_thr"}
-
-
 class MultiObjectRunner:
     """MOT / MOTS / VIS task rule for one category prompt.
 
@@ -74,14 +68,8 @@ class MultiObjectRunner:
         self.tracker.reset()
 
     def apply_config(self, config: SessionConfig) -> None:
-        """Copy the tracker thresholds of `config` onto the live tracker (tracks are kept)."""
-        section = config.idol if self.task == "vis" else config.quasi_dense
-        for field in dataclasses.fields(section):
-            value = getattr(section, field.name)
-            if isinstance(self.tracker, IdolTracker) and field.name in _CLIP_RECORDER_FIELDS:
-                setattr(self.tracker.clips, _CLIP_RECORDER_FIELDS[field.name], value)
-            else:
-                setattr(self.tracker, field.name, value)
+        """Give the live tracker the thresholds of `config` (tracks are kept)."""
+        self.tracker.update_config(config.idol if self.task == "vis" else config.quasi_dense)
 
     def clip_results(self) -> list[ClipInstance]:
         """VIS: video-level results since the prompt or the last reset; other tasks: []."""

@@ -42,6 +42,10 @@ from uninext_core.tasks.trackers.config import IdolTrackerConfig
 from uninext_core.tasks.trackers.detections import FrameDetections, TrackedInstances
 from uninext_core.tasks.trackers.similarity import bisoftmax_similarity
 
+# Attributes of IdolTracker that hold settings (not state); `update_config` replaces exactly these.
+_TRACKER_SETTINGS = ("init_score_thr", "addnew_score_thr", "match_score_thr", "mask_nms_thr", "backdrop_mask_iou_thr",
+                     "memo_tracklet_frames", "memo_backdrop_frames", "memory_len", "temporal_weight", "frame_weight")
+
 _UNMATCHED = -2
 _BACKDROP = -1
 
@@ -159,6 +163,15 @@ class IdolTracker:
         self._tracks: dict[int, _Track] = {}
         self._backdrops: list[Backdrops] = []  # newest first
         self._frame_index = 0
+
+    def update_config(self, cfg: IdolTrackerConfig) -> None:
+        """Apply new thresholds from the next frame on, keeping tracks, backdrops and clip records (checked like the
+        constructor: the values go through `build_idol_tracker`)."""
+        settings = build_idol_tracker(cfg)
+        for name in _TRACKER_SETTINGS:
+            setattr(self, name, getattr(settings, name))
+        for name in ("early_delete_after_frame", "early_delete_min_hits", "class_score_thr"):
+            setattr(self.clips, name, getattr(settings.clips, name))
 
     @property
     def frame_index(self) -> int:

@@ -27,6 +27,7 @@ product, and an O(N·M) greedy pass — about 1 ms per frame for N = M = 50, D =
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,6 +114,13 @@ class QuasiDenseTracker:
         self._tracks: dict[int, _Track] = {}
         self._backdrops: list[_Backdrops] = []  # newest first
         self._frame_index = 0
+
+    def update_config(self, cfg: QuasiDenseTrackerConfig) -> None:
+        """Apply new thresholds from the next frame on, keeping tracks, memories and ids (checked like the
+        constructor: the values go through `build_quasi_dense_tracker`)."""
+        settings = build_quasi_dense_tracker(cfg)
+        for field in dataclasses.fields(cfg):
+            setattr(self, field.name, getattr(settings, field.name))
 
     @property
     def frame_index(self) -> int:

@@ -175,3 +175,19 @@ def test_contract_validation():
                         np.zeros((1, DIM), np.float32), masks=np.zeros((1, 4, 4), np.uint8))
     with pytest.raises(ValueError, match="init_score_thr"):
         QuasiDenseTracker(init_score_thr=1.5)
+
+
+def test_update_config_changes_thresholds_and_keeps_tracks_and_rejects_bad_values():
+    from uninext_core.tasks.trackers.config import QuasiDenseTrackerConfig
+    from uninext_core.tasks.trackers.qdtrack import build_quasi_dense_tracker
+
+    tracker = build_quasi_dense_tracker(QuasiDenseTrackerConfig())
+    boxes = np.array([[0, 0, 10, 10]], np.float32)
+    first = tracker.update(FrameDetections(boxes_xyxy=boxes, scores=np.array([0.9], np.float32),
+                                           labels=np.array([0]), embeddings=np.eye(1, 8, dtype=np.float32)))
+    tracker.update_config(QuasiDenseTrackerConfig(init_score_thr=0.95, match_score_thr=0.6))
+    assert (tracker.init_score_thr, tracker.match_score_thr) == (0.95, 0.6)
+    assert tracker.live_track_ids == list(first.track_ids)
+    with pytest.raises(ValueError, match="init_score_thr"):
+        tracker.update_config(QuasiDenseTrackerConfig(init_score_thr=1.5))
+    assert tracker.init_score_thr == 0.95
