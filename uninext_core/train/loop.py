@@ -282,6 +282,7 @@ def run_training(recipe: Recipe, *, resume: bool = False, max_steps: int | None 
     stream = build_stream(recipe, model, cfg, context)
 
     step = 0
+    elapsed = 0.0  # training wall seconds over all runs of this stage (checkpoints before it was kept: from resume)
     if start is not None:
         ckpt.load_model(model, ckpt.model_path(out, start), config=cfg)
         state = ckpt.load_trainer_state(ckpt.trainer_path(out, start, context.rank))
@@ -295,6 +296,7 @@ def run_training(recipe: Recipe, *, resume: bool = False, max_steps: int | None 
         stream.skip(state["sampler_position"])
         ckpt.restore_rng_state(state["rng"])
         step = start
+        elapsed = float(state.get("elapsed_s", 0.0))
         if context.rank == 0:
             truncate_metrics(out / "metrics.jsonl", after_step=start)
         logger.info("resumed %s at step %d", recipe.name, start)
@@ -311,7 +313,8 @@ def run_training(recipe: Recipe, *, resume: bool = False, max_steps: int | None 
         ckpt.save_trainer_state(ckpt.trainer_path(out, at, context.rank), {
             "step": at, "world_size": context.world_size, "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "criterion": criterion.state_dict(),
-            "sampler_position": stream.position, "rng": ckpt.capture_rng_state(), "recipe": recipe.name})
+            "sampler_position": stream.position, "rng": ckpt.capture_rng_state(), "recipe": recipe.name,
+            "elapsed_s": elapsed})
         if context.world_size > 1:
             dist.barrier()
         if context.rank == 0:
@@ -340,12 +343,14 @@ def run_training(recipe: Recipe, *, resume: bool = False, max_steps: int | None 
         scheduler.step()
         step += 1
         seconds = time.perf_counter() - tick
+        elapsed += seconds
         last = {"loss": float(result.total.detach()), **{k: float(v.detach()) for k, v in result.losses.items()}}
         if context.rank == 0 and (step % recipe.log_period == 0 or step == end):
             append_metrics(out / "metrics.jsonl", {
                 "step": step, "dataset": batch.dataset, "lr": lr, "grad_norm": grad_norm, **last,
                 "batch_size": batch.batch_size, "step_time_s": round(seconds, 4), "data_time_s": round(data_time, 4),
-                "images_per_s": round(batch.batch_size * context.world_size / seconds, 3)})
+                "images_per_s": round(batch.batch_size * context.world_size / seconds, 3),
+                "elapsed_s": round(elapsed, 1)})
         bar.update(1)
         bar.set_postfix(loss=f"{last['loss']:.3f}", data=batch.dataset, refresh=False)
         due = (recipe.checkpoint_period > 0 and step % recipe.checkpoint_period == 0) or step == end
