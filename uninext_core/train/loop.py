@@ -44,7 +44,7 @@ from uninext_core.model.uninext import Uninext
 from uninext_core.train import checkpointing as ckpt
 from uninext_core.train.batching import PixelNormalisation, TrainBatch, collate
 from uninext_core.train.criterion import CriterionOutput, ReferenceFrame, SetCriterion
-from uninext_core.train.curves import append_metrics, plot_loss_curves, truncate_metrics
+from uninext_core.train.curves import append_metrics, plot_loss_curves, read_metrics, truncate_metrics
 from uninext_core.train.frame_stores import open_store
 from uninext_core.train.optim import OptimizerSettings, build_optimizer, build_scheduler
 from uninext_core.train.recipe import Recipe
@@ -240,6 +240,11 @@ def _optimizer_settings(recipe: Recipe) -> OptimizerSettings:
                              fusion_lr=s.fusion_lr or None)
 
 
+def _logged_seconds(metrics: Path, up_to: int, log_period: int) -> float:
+    """Wall time estimated from the log (sampled step times × log period), for checkpoints that did not keep it."""
+    return sum(float(r["step_time_s"]) * log_period for r in read_metrics(metrics) if int(r["step"]) <= up_to)
+
+
 def run_training(recipe: Recipe, *, resume: bool = False, max_steps: int | None = None,
                  config: UninextConfig | None = None, show_progress: bool = True) -> TrainResult:
     """Train one stage.
@@ -296,7 +301,8 @@ def run_training(recipe: Recipe, *, resume: bool = False, max_steps: int | None 
         stream.skip(state["sampler_position"])
         ckpt.restore_rng_state(state["rng"])
         step = start
-        elapsed = float(state.get("elapsed_s", 0.0))
+        elapsed = float(state["elapsed_s"]) if "elapsed_s" in state else _logged_seconds(out / "metrics.jsonl", start,
+                                                                                        recipe.log_period)
         if context.rank == 0:
             truncate_metrics(out / "metrics.jsonl", after_step=start)
         logger.info("resumed %s at step %d", recipe.name, start)
