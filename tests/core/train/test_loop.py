@@ -167,3 +167,18 @@ def test_two_gloo_processes_compute_the_update_of_one_process_on_the_combined_ba
         torch.testing.assert_close(two[key][well_conditioned], value[well_conditioned], rtol=0, atol=1e-7, msg=key)
     trainable = sum(v.numel() for k, v in initial.items() if v.is_floating_point() and not k.startswith("text_"))
     assert compared > 0.5 * trainable  # most weights took a full-size step, and took the same one
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (AMP training path)")
+def test_amp_training_on_gpu_learns_and_checkpoints_float32_weights(tmp_path) -> None:
+    data = _images(tmp_path / "data", count=2, size=128, seed=4)
+    recipe = _recipe(data, tmp_path / "run", size=128, batch_size=2, max_iter=30, mask_supervision="boxinst")
+    recipe["solver"]["amp"] = True
+    result = run_training(recipe_from_dict(recipe), show_progress=False)
+    assert result.step == 30
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert all(np.isfinite(r["loss"]) for r in records)
+    assert np.mean([r["loss"] for r in records[-5:]]) < np.mean([r["loss"] for r in records[:5]])
+    weights = ckpt.read_tensors(tmp_path / "run" / "model_final.safetensors")
+    assert all(v.dtype == torch.float32 for k, v in weights.items() if v.is_floating_point())
