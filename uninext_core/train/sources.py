@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from uninext_core.data.clips import CLIP_WINDOWS
+from uninext_core.data.clips import CLIP_WINDOWS, pseudo_video, sample_clip_indices, video_clip
 from uninext_core.data.prompt_sampling import (
     apply_category_prompt,
     keep_instance,
@@ -100,15 +100,11 @@ class SampleSource:
         return self.store.landscape[np.asarray(self.units, dtype=np.int64)]
 
     def _frame_indices(self, unit: int, rng: np.random.Generator) -> list[int]:
+        """Frames of one clip; a still unit gives [0] (its copies are made by `pseudo_video`)."""
         count = self.store.num_frames[unit]
         if count == 1:
-            return [0] * self.clip_frames
-        if self.clip_frames == 1:
-            return [int(rng.integers(count))]
-        anchor = int(rng.integers(count))
-        others = [t for t in range(max(0, anchor - self.window), min(count, anchor + self.window + 1)) if t != anchor]
-        second = int(rng.choice(others)) if others else anchor
-        return sorted([anchor, second])
+            return [0]
+        return sample_clip_indices(rng, count, window=self.window, length=self.clip_frames)
 
     def _load(self, unit: int, indices: list[int]) -> tuple[list[np.ndarray], list[Target]]:
         frames, targets = [], []
@@ -119,9 +115,15 @@ class SampleSource:
             targets.append(target)
         return frames, targets
 
-    def _augment(self, frames: list[np.ndarray], targets: list[Target], rng: np.random.Generator,
-                 pseudo: bool) -> tuple[list[np.ndarray], list[Target]]:
-        return augment_clip(frames, targets, rng=rng, config=self.augmentation, force_crop=pseudo)
+    def _augment(self, frames: list[np.ndarray], targets: list[Target], rng: np.random.Generator
+                 ) -> tuple[list[np.ndarray], list[Target]]:
+        if self.clip_frames == 1:
+            return augment_clip(frames, targets, rng=rng, config=self.augmentation)
+        if len(frames) == 1:  # a still image in a video recipe: two differently cropped copies (§8.3)
+            clip = pseudo_video(frames[0], targets[0], rng=rng, config=self.augmentation, length=self.clip_frames)
+        else:
+            clip = video_clip(frames, targets, rng=rng, config=self.augmentation)
+        return clip.frames, clip.targets
 
     def sample(self, index: int, rng: np.random.Generator) -> TrainSample | None:
         """The sample of index `index` (a unit, or a referral for expression tasks), or None (see module doc)."""
@@ -129,14 +131,12 @@ class SampleSource:
         referral = self.store.referrals[index] if task in EXPRESSION_TASKS else None
         unit = self.units[index]
         for _ in range(ATTEMPTS):
-            indices = self._frame_indices(unit, rng)
-            frames, targets = self._load(unit, indices)
-            heights = [f.shape[0] for f in frames]
-            pseudo = self.clip_frames == 2 and self.store.num_frames[unit] == 1
+            frames, targets = self._load(unit, self._frame_indices(unit, rng))
             if referral is not None:
                 expression = sample_expression(referral.sentences, rng)
                 targets = [replace(t.select(t.ids == referral.instance_id), expression=expression) for t in targets]
-            frames, targets = self._augment(frames, targets, rng, pseudo)
+            heights = [f.shape[0] for f in frames] * (self.clip_frames // len(frames))
+            frames, targets = self._augment(frames, targets, rng)
             sample = self._prompted(frames, targets, heights, rng)
             if sample is not None:
                 return sample
