@@ -48,7 +48,7 @@ def augmentation_for(spec: DatasetSpec, inputs: InputSpec) -> AugmentationConfig
     """The dataset's augmentation: the recipe's input settings with the dataset's size overrides."""
     return AugmentationConfig(flip_prob=inputs.flip_prob, crop_prob=inputs.crop_prob,
                               pre_crop_short_sides=tuple(inputs.pre_crop_short_sides),
-                              crop_range=tuple(inputs.crop_range),  # type: ignore[arg-type]
+                              crop_range=inputs.crop_range,
                               short_sides=tuple(spec.short_sides or inputs.short_sides),
                               max_size=spec.max_size or inputs.max_size)
 
