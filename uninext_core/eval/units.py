@@ -88,7 +88,8 @@ def template_prompt(truth: FrameTruth, *, task: str, referent_ids: tuple[int, ..
     return TemplatePrompt(tuple(targets), frame_stamp_ns=int(stamp_ns))
 
 
-def _video_names(store: FrameStore) -> list[str]:
+def unit_names(store: FrameStore) -> list[str]:
+    """Name of every store unit: image file name, video or sequence name."""
     if store.detection is not None:
         return [r.file_name for r in store.detection.images]
     if store.video is not None:
@@ -140,7 +141,7 @@ def build_units(store: FrameStore, *, task: str, limit: int | None = None) -> li
     Raises:
         ValueError: a dataset without what the task needs (expressions, sequences), or no unit at all.
     """
-    names = _video_names(store)
+    names = unit_names(store)
     match task:
         case "detection" | "instance_segmentation" | "mot" | "mots" | "vis":
             prompt = category_prompt(store)
