@@ -177,6 +177,8 @@ def image_frames(reader: AnyReader, bag: Path, topic: str) -> Iterator[BagFrame]
         previous = stamp
         try:
             rgb = compressed_to_rgb(msg) if hasattr(msg, "format") else image_to_rgb(msg)
+            if not rgb.flags.writeable:  # a view on the reader's read-only buffer
+                rgb = rgb.copy()
         except ValueError as error:
             raise BagError(f"bag {bag}, topic {topic}: frame {index} (stamp {stamp} ns): {error}") from error
         yield BagFrame(index, log_time, stamp, msg.header.frame_id, rgb)
