@@ -148,16 +148,17 @@ class SetCriterion(nn.Module):
         return heads.token_logits if prompt_kind == "category" else heads.pooled_logits
 
     @torch.no_grad()
-    def _final_layer_matches(self, logits: torch.Tensor, boxes: torch.Tensor, targets: Sequence[FrameTargets]
-                             ) -> tuple[list[Match], list[torch.Tensor]]:
-        """Dynamic-k matches of the last layer and, per image, each GT's lowest-cost query (re-ID key)."""
+    def _final_layer_matches(self, logits: torch.Tensor, boxes: torch.Tensor, target_boxes: Sequence[torch.Tensor],
+                             positive_maps: Sequence[torch.Tensor]) -> tuple[list[Match], list[torch.Tensor]]:
+        """Dynamic-k matches of the last layer (as `DynamicKMatcher`) and, per image, each GT's lowest-cost query
+        (the re-ID key query), which needs the cost matrix the matcher does not return."""
         matches, key_queries = [], []
-        for b, target in enumerate(targets):
-            if len(target.ids) == 0:
+        for b, (gt_boxes, positive_map) in enumerate(zip(target_boxes, positive_maps, strict=True)):
+            if gt_boxes.shape[0] == 0:
                 matches.append(empty_match(logits.device))
                 key_queries.append(torch.zeros(0, dtype=torch.int64, device=logits.device))
                 continue
-            cost = self.decoder_matcher.cost(logits[b], boxes[b], target.boxes_cxcywh, target.positive_map)
+            cost = self.decoder_matcher.cost(logits[b], boxes[b], gt_boxes, positive_map)
             assigned = dynamic_k_assignment(cost.cost, cost.iou, num_candidates=self.decoder_matcher.num_candidates)
             matches.append(assignment_to_match(assigned))
             key_queries.append(best_query_per_target(cost.cost, assigned))
@@ -205,7 +206,8 @@ class SetCriterion(nn.Module):
         all_boxes = torch.cat([torch.zeros(0, 4, device=device), *target_boxes])
 
         # ---- assignments of every output (no gradients) -------------------------------------------------------
-        final_matches, key_queries = self._final_layer_matches(logits[-1], outputs.layers.boxes_cxcywh[-1], targets)
+        final_matches, key_queries = self._final_layer_matches(logits[-1], outputs.layers.boxes_cxcywh[-1],
+                                                               target_boxes, positive_maps)
         layer_index = [gather_matches(self.decoder_matcher(logits[layer], outputs.layers.boxes_cxcywh[layer],
                                                            target_boxes, positive_maps), counts)
                        for layer in range(L - 1)]
@@ -228,10 +230,11 @@ class SetCriterion(nn.Module):
                 valid=[a[1] for a in aligned])
 
         # ---- one reduction of all counts: normalisers ---------------------------------------------------------
-        local = [float(i.num_matches) for i in layer_index] + [float(encoder_index.num_matches),
-                                                               float(dn_index.num_matches) if dn_index else 0.0,
-                                                               float(len(reid_samples.image_idx)) if reid_samples
-                                                               else 0.0]
+        # [decoder layers 0..L-1, encoder, denoising, re-ID instances]
+        local = [float(i.num_matches) for i in layer_index]
+        local.append(float(encoder_index.num_matches))
+        local.append(float(dn_index.num_matches) if dn_index is not None else 0.0)
+        local.append(float(len(reid_samples.image_idx)) if reid_samples is not None else 0.0)
         norms = self.reduce_counts(torch.tensor(local, dtype=torch.float64)).tolist()
 
         def scale(local_count: float, norm: float) -> float:  # per-process mean -> sum / global normaliser
