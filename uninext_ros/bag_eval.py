@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from uninext_core.eval.cli import resolve_preset
 from uninext_core.eval.datasets import ALL_READERS, EVAL_TASKS
 from uninext_core.eval.report import HTML_NAME, REPORT_NAME, RESULT_NAME, write_report
 from uninext_core.eval.runner import PromptFailed, latency_summary
@@ -66,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--categories", default="", help="MOTChallenge class names, comma-separated")
     parser.add_argument("--split", default="")
     parser.add_argument("--checkpoint", default="", help=".safetensors or official .pth")
-    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--preset", default=None, help="default: the checkpoint's (tiny without a checkpoint: the "
+                        "shipped model, as the node)")
     parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"))
     parser.add_argument("--engine-path", default="")
     parser.add_argument("--device", default="cpu")
@@ -92,6 +94,14 @@ def node_parameters(args: argparse.Namespace) -> dict[str, Any]:
             "engine_path": args.engine_path, "text_encoder_path": args.text_encoder_path,
             "score_threshold": args.score_threshold, "input_short_side": args.short_side,
             "input_max_size": args.max_size}
+
+
+def _resolve_preset(args: argparse.Namespace) -> str:
+    if args.preset:
+        return args.preset
+    if args.backend == "torch" and not args.checkpoint:
+        return "tiny"  # the node's default: the weights shipped with the package
+    return resolve_preset(args)
 
 
 def _session(args: argparse.Namespace) -> tuple[Any, str]:
@@ -146,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
                                            expressions=args.expressions, categories=categories, split=args.split)
         elif args.reference_bag:
             truth = truth_from_reference_bag(args.reference_bag, topic=args.reference_topic, frames=headers)
+        args.preset = _resolve_preset(args)
         torch.manual_seed(args.seed)
         if args.threads:
             torch.set_num_threads(args.threads)

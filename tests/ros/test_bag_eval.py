@@ -243,3 +243,16 @@ def test_invalid_scenario_and_refused_prompts(sot_run, data, checkpoint, tmp_pat
     assert f"{scenario}:2: prompt rejected" in message
     assert not (tmp_path / "b" / "result.json").exists() and not (tmp_path / "b" / "output_bag").exists()
     assert not list((tmp_path / "b").glob(".*partial"))
+
+
+def test_ground_truth_and_model_mismatches_are_refused(sot_run, data, checkpoint, tmp_path, capsys) -> None:
+    common = ["--bag", str(sot_run["bag"]), "--image-topic", "/camera/image_raw/compressed", "--prompt-topic",
+              "/uninext/prompt"]
+    err = _refused([*common, "--gt", str(data["sot"]), "--gt-sequence", "nope"], tmp_path / "a", capsys)
+    assert "sequence 'nope' is not in" in err
+    err = _refused([*common, "--gt", str(data["detection"])], tmp_path / "b", capsys)
+    assert "task sot cannot be evaluated on coco data" in err
+    code = bag_eval_main(["--task", "sot", "--out", str(tmp_path / "c"), "--checkpoint", str(checkpoint),
+                          "--preset", "r50", *common])
+    assert code == 2 and "r50" in capsys.readouterr().err
+    assert not (tmp_path / "c" / "result.json").exists()

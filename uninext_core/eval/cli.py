@@ -59,8 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _preset(args: argparse.Namespace) -> str:
-    """--preset, else the preset the checkpoint (or export) names."""
+def resolve_preset(args: argparse.Namespace) -> str:
+    """--preset, else the preset the checkpoint (or export) names (args: preset, backend, engine_path, checkpoint).
+
+    Raises:
+        ValueError: no way to tell (an official .pth without --preset, no checkpoint and no export).
+    """
     if args.preset:
         return args.preset
     if args.backend != "torch":
@@ -93,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     session_config = SessionConfig(input_short_side=args.short_side, input_max_size=args.max_size)
     if args.backend == "torch" and not args.checkpoint:
         raise ValueError("the torch backend needs --checkpoint (.safetensors or an official .pth)")
-    preset = _preset(args)
+    preset = resolve_preset(args)
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
