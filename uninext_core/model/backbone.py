@@ -1,4 +1,5 @@
-"""Image backbone: one interface over ResNet-18/50, ConvNeXt-L and ViT-H (reference §1.5).
+"""Image backbone: one interface over ResNet-18/50, ConvNeXt-L and ViT-H (reference §1.5), and MobileNetV3-Large for
+the small preset.
 
 `build_backbone(cfg)` picks the body by `cfg.kind`; every body returns [C3, C4, C5] at strides 8, 16, 32 (the stride-64
 level is made by `InputProjection`). `in_channels=4` builds the template-branch copy (RGB + target prior, §2.2).
@@ -11,6 +12,7 @@ from torch import nn
 
 from uninext_core.config import BackboneConfig
 from uninext_core.model.backbone_convnext import CONVNEXT_LARGE_DEPTHS, CONVNEXT_LARGE_DIMS, ConvNeXtBody
+from uninext_core.model.backbone_mobilenet import MobileNetV3Body
 from uninext_core.model.backbone_resnet import ResNetBody
 from uninext_core.model.backbone_vit import ViTBody
 
@@ -67,6 +69,10 @@ def build_backbone(cfg: BackboneConfig, *, in_channels: int = 3) -> Backbone:
         case "resnet18" | "resnet50":
             body = ResNetBody(depth=18 if cfg.kind == "resnet18" else 50, in_channels=in_channels, norm=cfg.norm,
                               freeze_at=cfg.freeze_at)
+        case "mobilenet_v3_large":
+            if cfg.norm != "bn":
+                raise ValueError(f"mobilenet_v3_large trains its BatchNorms (norm 'bn'), got norm {cfg.norm!r}")
+            body = MobileNetV3Body(in_channels=in_channels)
         case "convnext_large":
             body = ConvNeXtBody(depths=CONVNEXT_LARGE_DEPTHS, dims=CONVNEXT_LARGE_DIMS, in_channels=in_channels,
                                 drop_path=cfg.drop_path)
@@ -76,8 +82,8 @@ def build_backbone(cfg: BackboneConfig, *, in_channels: int = 3) -> Backbone:
                            window_blocks=cfg.vit_window_blocks, img_size=cfg.vit_img_size,
                            pretrain_img_size=cfg.vit_pretrain_img_size, drop_path=cfg.drop_path)
         case _:
-            raise ValueError(f"unknown backbone kind {cfg.kind!r}; expected resnet18, resnet50, convnext_large or "
-                             f"vit_huge")
+            raise ValueError(f"unknown backbone kind {cfg.kind!r}; expected resnet18, resnet50, mobilenet_v3_large, "
+                             f"convnext_large or vit_huge")
     if tuple(cfg.out_channels) != tuple(body.out_channels):
         raise ValueError(f"out_channels {tuple(cfg.out_channels)} do not match backbone {cfg.kind!r}, "
                          f"which gives {tuple(body.out_channels)}")

@@ -28,7 +28,7 @@ def test_export_cli_writes_a_part_with_progress_and_summary(tmp_path, capsys, on
     assert code == 0, captured.err
     assert "uninext-export" in captured.err and "exporting text_encoder" in captured.err  # tqdm progress line
     assert "no --weights given" in captured.err
-    assert "text_encoder: " in captured.out and "prompt buckets [256, 512]" in captured.out
+    assert "text_encoder: " in captured.out and "prompt buckets [64, 256, 512]" in captured.out
     manifest = ExportManifest.load(out)
     assert list(manifest.parts) == ["text_encoder"] and manifest.image_size == (320, 384)
     assert manifest.config.fusion.fp16_safe_mask  # exported for fp16 engines by default

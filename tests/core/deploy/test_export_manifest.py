@@ -55,14 +55,14 @@ def frame():
 
 
 def test_default_buckets_are_text_template_and_two_templates():
-    assert default_prompt_buckets(model_spec("tiny")) == (256, 512)  # 128 px templates: 16² = 256 tokens
+    assert default_prompt_buckets(model_spec("tiny")) == (64, 256, 512)  # 64 text tokens; 128 px templates: 16² = 256
     assert default_prompt_buckets(model_spec("r50")) == (256, 1024, 2048)
     assert default_prompt_buckets(model_spec(r50(video=False))) == (256,)
 
 
 def test_bucket_choice_and_the_too_long_prompt_error():
     manifest = tiny_manifest()
-    assert [bucket_for(manifest, t) for t in (1, 256, 257, 512)] == [256, 256, 512, 512]
+    assert [bucket_for(manifest, t) for t in (1, 64, 65, 256, 257, 512)] == [64, 64, 256, 256, 512, 512]
     with pytest.raises(ValueError, match=r"prompt has 513 tokens, longer than the largest exported prompt bucket 512"):
         bucket_for(manifest, 513)
 

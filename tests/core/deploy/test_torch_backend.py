@@ -43,7 +43,7 @@ def inputs(height: int = 64, width: int = 96, valid: tuple[int, int] = (60, 90))
 def test_model_spec_of_tiny_reads_the_preset():
     spec = model_spec("tiny")
     assert (spec.test_short_side, spec.test_max_size, spec.template_size) == (320, 384, 128)
-    assert (spec.num_queries, spec.embedding_dim, spec.max_text_tokens) == (100, 128, 256)
+    assert (spec.num_queries, spec.embedding_dim, spec.max_text_tokens) == (100, 128, 64)
     assert spec.has_template_encoder and spec.has_embeddings
     image_only = model_spec(tiny(video=False))
     assert image_only.template_size is None and image_only.embedding_dim == 0
@@ -60,7 +60,7 @@ def test_backend_satisfies_the_protocol_and_is_in_eval_mode(backend):
 def test_outputs_match_the_eager_model_and_carry_no_graph(backend):
     tokens = backend.model.text_encoder.tokenize(["red circle. blue square"])
     prompt = backend.encode_text(tokens)
-    assert prompt.hidden.shape == (1, 256, 384) and prompt.hidden.dtype == torch.float32
+    assert prompt.hidden.shape == (1, 64, 384) and prompt.hidden.dtype == torch.float32
     assert prompt.mask.dtype == torch.bool and int(prompt.mask.sum()) == int(tokens.attention_mask.sum())
     images, pixel_mask = inputs()
     raw = backend.infer(images, pixel_mask, prompt)

@@ -13,6 +13,9 @@ from uninext_core.config import BackboneConfig, convnext_l, r50, tiny, vit_h
 from uninext_core.model.backbone import Backbone, build_backbone
 from uninext_core.model.backbone_convnext import ChannelsFirstLayerNorm, ConvNeXtBody, linear_drop_path_rates
 
+# The ResNet-18 body (trainable BatchNorm), tested on its own now that the tiny preset uses MobileNetV3-Large.
+RESNET18 = BackboneConfig(kind="resnet18", out_channels=(128, 256, 512), norm="bn", freeze_at=0)
+
 STATE_DICTS = Path(__file__).resolve().parents[2] / "data" / "official_state_dicts"
 H, W = 96, 160  # non-square, multiple of 32
 
@@ -42,7 +45,8 @@ def strides_and_channels(backbone: Backbone, images: torch.Tensor) -> list[tuple
 
 @pytest.mark.parametrize(("cfg", "expected"), [
     (r50().backbone, (512, 1024, 2048)),
-    (tiny().backbone, (128, 256, 512)),
+    (RESNET18, (128, 256, 512)),
+    (tiny().backbone, (40, 112, 960)),
 ])
 @pytest.mark.parametrize("in_channels", [3, 4])
 def test_resnet_outputs_strides_8_16_32(cfg, expected, in_channels):
@@ -67,10 +71,10 @@ def test_resnet50_freeze_at_2_freezes_stem_and_res2_only():
 
 
 def test_resnet18_bn_is_trainable_and_freezing_converts_frozen_stages():
-    body = build_backbone(tiny().backbone).body  # bn, freeze_at 0
+    body = build_backbone(RESNET18).body  # bn, freeze_at 0
     assert all(p.requires_grad for p in body.parameters())
     assert isinstance(body.layer1[0].bn1, nn.BatchNorm2d)
-    frozen_body = build_backbone(dataclasses.replace(tiny().backbone, freeze_at=2)).body
+    frozen_body = build_backbone(dataclasses.replace(RESNET18, freeze_at=2)).body
     assert isinstance(frozen_body.bn1, FrozenBatchNorm2d)
     assert isinstance(frozen_body.layer1[0].bn1, FrozenBatchNorm2d)
     assert isinstance(frozen_body.layer2[0].bn1, nn.BatchNorm2d)
@@ -80,7 +84,7 @@ def test_resnet18_bn_is_trainable_and_freezing_converts_frozen_stages():
 
 def test_resnet_bn_training_updates_running_stats_only_in_unfrozen_stages():
     torch.manual_seed(0)
-    body = build_backbone(dataclasses.replace(tiny().backbone, freeze_at=2)).body.train()
+    body = build_backbone(dataclasses.replace(RESNET18, freeze_at=2)).body.train()
     before_l1 = body.layer1[0].bn1.running_mean.clone()
     before_l2 = body.layer2[0].bn1.running_mean.clone()
     body(torch.randn(2, 3, 64, 64))

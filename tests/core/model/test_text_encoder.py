@@ -6,9 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from uninext_core.config import r50, tiny
+from uninext_core.config import TextEncoderConfig, r50
 from uninext_core.model.prompt_features import PromptFeatures
 from uninext_core.model.text_encoder import TextEncoder, build_text_encoder, packaged_minilm_path
+
+# The packaged MiniLM with the official 256-token budget, trainable (tiny itself uses 64 tokens, frozen).
+MINILM_256 = TextEncoderConfig(path=None, hidden_dim=384, max_tokens=256, frozen=False)
 
 STATE_DICTS = Path(__file__).resolve().parents[2] / "data" / "official_state_dicts"
 
@@ -16,7 +19,7 @@ STATE_DICTS = Path(__file__).resolve().parents[2] / "data" / "official_state_dic
 @pytest.fixture(scope="module")
 def minilm() -> TextEncoder:
     torch.manual_seed(0)
-    return build_text_encoder(tiny().text).eval()
+    return build_text_encoder(MINILM_256).eval()
 
 
 def test_tokenize_pads_to_max_tokens_with_bert_uncased_ids(minilm):
@@ -63,15 +66,15 @@ def test_valid_tokens_do_not_depend_on_padding_length(minilm):
 
 
 def test_frozen_flag_stops_gradients():
-    frozen = build_text_encoder(dataclasses.replace(tiny().text, frozen=True))
+    frozen = build_text_encoder(dataclasses.replace(MINILM_256, frozen=True))
     assert not any(p.requires_grad for p in frozen.parameters())
-    trainable = build_text_encoder(tiny().text)
+    trainable = build_text_encoder(MINILM_256)
     assert all(p.requires_grad for p in trainable.parameters())
 
 
 def test_explicit_path_loads_folder_and_checks_width():
     folder = str(packaged_minilm_path())
-    encoder = build_text_encoder(dataclasses.replace(tiny().text, path=folder, max_tokens=32))
+    encoder = build_text_encoder(dataclasses.replace(MINILM_256, path=folder, max_tokens=32))
     assert encoder.hidden_dim == 384 and encoder.max_tokens == 32
     with pytest.raises(ValueError, match="hidden size 384"):
         build_text_encoder(dataclasses.replace(r50().text, path=folder))
@@ -111,7 +114,7 @@ def test_random_init_has_bert_base_uncased_shapes():
 
 def test_bert_overrides_only_for_random_init():
     with pytest.raises(ValueError, match="overrides"):
-        build_text_encoder(tiny().text, num_hidden_layers=1)
+        build_text_encoder(MINILM_256, num_hidden_layers=1)
     small = build_text_encoder(r50().text, allow_random_init=True, num_hidden_layers=1)
     assert len(small.model.encoder.layer) == 1
 
