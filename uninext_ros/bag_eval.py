@@ -32,7 +32,7 @@ from tqdm import tqdm
 from uninext_core.eval.cli import resolve_preset
 from uninext_core.eval.datasets import ALL_READERS, EVAL_TASKS
 from uninext_core.eval.report import HTML_NAME, REPORT_NAME, RESULT_NAME, write_report
-from uninext_core.eval.runner import PromptFailed, latency_summary
+from uninext_core.eval.runner import PromptFailed, frame_timing, latency_summary
 from uninext_ros.bag_io import STORAGES, BagOutput, bag_typestore, frame_headers, open_bag, prompt_messages
 from uninext_ros.bag_offline import BagRun, OutputRecorder, run_bag, score_bag
 from uninext_ros.bag_report import comparison_lines, frame_records, replay_summary
@@ -209,7 +209,7 @@ def _replay(args: argparse.Namespace, *, reader: Any, bag: Path, headers: Any, p
         replayed = BagRun(bag_run.headers, replay.outputs, bag_run.segments, bag_run.image_sizes)
         replay_metrics = score_bag(replayed, truth, task=args.task, name=bag.name).metrics
     lines = comparison_lines(scores.metrics if scores is not None else {}, replay_metrics,
-                             latency_summary(bag_run.outputs), summary, frames=len(headers))
+                             latency_summary([frame_timing(o) for o in bag_run.outputs]), summary, frames=len(headers))
     answers = [f"- {source}: {'accepted' if ok else 'refused: ' + reason}" for source, ok, reason in
                replay.prompt_answers]
     info = {"replay": summary, "replay_metrics": replay_metrics, "replay_prompts": answers,
@@ -225,7 +225,7 @@ def _write(args: argparse.Namespace, *, bag: Path, headers: Any, bag_run: BagRun
                  "checkpoint": args.checkpoint, "preset": args.preset, "backend": args.backend, "model": description,
                  "rate": args.rate, "seed": args.seed, "output_bag": str(args.out / OUTPUT_BAG),
                  "output_messages": written}
-    latency = latency_summary(bag_run.outputs)
+    latency = latency_summary([frame_timing(o) for o in bag_run.outputs])
     metrics = scores.metrics if scores is not None else {}
     files = write_report(args.out, title=f"uninext-bag-eval: {args.task} on {bag.name}", evaluated=evaluated,
                          metrics=metrics, curves=scores.curves if scores is not None else {}, latency=latency,

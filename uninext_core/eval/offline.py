@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from uninext_core.eval.runner import FrameOutput, latency_summary, run_unit
+from uninext_core.eval.runner import FrameOutput, FrameTiming, frame_timing, latency_summary, run_unit
 from uninext_core.eval.scoring import Scores, make_scorer
 from uninext_core.eval.units import EvalUnit
 from uninext_core.tasks.session import Session
@@ -40,10 +40,10 @@ def evaluate_units(session: Session, store: FrameStore, units: Sequence[EvalUnit
         ValueError: a prompt or frame the session refuses (naming the unit), or data the scorer cannot use.
     """
     scorer = make_scorer(task, categories=store.categories)
-    outputs: list[FrameOutput] = []
+    timings: list[FrameTiming] = []  # the instances themselves are dropped once scored
     for unit in units:
         run = run_unit(session, store, unit, on_output)
         scorer.add(run)
-        outputs += run.outputs
-    return Evaluation(scorer.result(), latency_summary(outputs),
-                      [o.wall_ms for o in outputs if o.instances.prompt_id != 0], len(outputs))
+        timings += [frame_timing(o) for o in run.outputs]
+    return Evaluation(scorer.result(), latency_summary(timings), [t.wall_ms for t in timings if t.prompted],
+                      len(timings))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -124,18 +125,37 @@ def run_unit(session: Session, store: FrameStore, unit: EvalUnit,
     return run
 
 
-def latency_summary(outputs: Sequence[FrameOutput]) -> dict[str, float]:
+class FrameTiming(NamedTuple):
+    """The cost of one answered frame (milliseconds), kept instead of its instances for the latency summary.
+
+    prompted: whether a prompt was in force (frames answered before the first prompt are left out of summaries).
+    """
+
+    prompted: bool
+    wall_ms: float
+    preprocess_ms: float
+    inference_ms: float
+    postprocess_ms: float
+
+
+def frame_timing(output: FrameOutput) -> FrameTiming:
+    """The FrameTiming of a session output."""
+    timings = output.instances.timings
+    return FrameTiming(output.instances.prompt_id != 0, output.wall_ms, timings.preprocess_ms, timings.inference_ms,
+                       timings.postprocess_ms)
+
+
+def latency_summary(timings: Sequence[FrameTiming]) -> dict[str, float]:
     """Per-frame cost over the frames answered with a prompt (milliseconds; fps = 1000 / mean wall time).
 
     Keys: frames, wall_ms_{mean,median,p90,p99,max}, first_frame_ms, preprocess_ms_mean, inference_ms_mean,
     postprocess_ms_mean, fps.
     """
-    prompted = [o for o in outputs if o.instances.prompt_id != 0]
+    prompted = [t for t in timings if t.prompted]
     if not prompted:
         return {"frames": 0}
-    wall = np.array([o.wall_ms for o in prompted], dtype=np.float64)
-    timings = np.array([[o.instances.timings.preprocess_ms, o.instances.timings.inference_ms,
-                         o.instances.timings.postprocess_ms] for o in prompted], dtype=np.float64)
+    wall = np.array([t.wall_ms for t in prompted], dtype=np.float64)
+    split = np.array([[t.preprocess_ms, t.inference_ms, t.postprocess_ms] for t in prompted], dtype=np.float64)
     mean = float(wall.mean())
     return {
         "frames": len(prompted),
@@ -145,8 +165,8 @@ def latency_summary(outputs: Sequence[FrameOutput]) -> dict[str, float]:
         "wall_ms_p99": float(np.percentile(wall, 99)),
         "wall_ms_max": float(wall.max()),
         "first_frame_ms": float(wall[0]),
-        "preprocess_ms_mean": float(timings[:, 0].mean()),
-        "inference_ms_mean": float(timings[:, 1].mean()),
-        "postprocess_ms_mean": float(timings[:, 2].mean()),
+        "preprocess_ms_mean": float(split[:, 0].mean()),
+        "inference_ms_mean": float(split[:, 1].mean()),
+        "postprocess_ms_mean": float(split[:, 2].mean()),
         "fps": 1000.0 / mean if mean > 0 else 0.0,
     }
