@@ -167,3 +167,21 @@ def test_an_aborted_output_bag_leaves_nothing(tmp_path) -> None:
     with pytest.raises(BagError, match=r"exists already"):
         _bag_with_stamps(tmp_path / "bag", [1.0])
         BagOutput(tmp_path / "bag", storage="mcap", typestore=bag_typestore())
+
+
+def test_make_bag_from_a_video_file(tmp_path) -> None:
+    video_path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
+    assert writer.isOpened(), "OpenCV cannot write MJPG .avi files in this build"
+    for k in range(4):
+        writer.write(np.full((24, 32, 3), 60 * k, np.uint8))
+    writer.release()
+    summary = make_bag(video_path, tmp_path / "bag", compressed=True, fps=5.0, start_ns=0)
+    assert summary.frames == 4 and summary.stamps_ns == (0, 200_000_000, 400_000_000, 600_000_000)
+    reader = open_bag(summary.path)
+    try:
+        frames = list(image_frames(reader, summary.path, "/camera/image_raw/compressed"))
+    finally:
+        reader.close()
+    assert [f.rgb.shape for f in frames] == [(24, 32, 3)] * 4
+    assert [float(f.rgb.mean()) for f in frames] == pytest.approx([0, 60, 120, 180], abs=3)
