@@ -9,6 +9,7 @@ import glob
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from mcap.reader import make_reader
@@ -17,13 +18,18 @@ from mcap_ros2.decoder import DecoderFactory
 from uninext_core.checkpoint.safetensors_io import save_weights
 from uninext_core.config import tiny
 from uninext_core.data.synthetic.__main__ import main as synth_main
+from uninext_core.deploy.loading import load_backend
 from uninext_core.eval.cli import main as eval_main
 from uninext_core.eval.datasets import open_data, resolve_data
+from uninext_core.eval.runner import run_unit
 from uninext_core.eval.units import build_units, load_frame
 from uninext_core.model.build import build_model
+from uninext_core.tasks.session import Session
+from uninext_core.tasks.session_config import SessionConfig
 from uninext_ros.bag_eval import main as bag_eval_main
 from uninext_ros.bag_io import IMAGE_TYPE, BagOutput, bag_typestore, open_bag
 from uninext_ros.bag_scenario import read_scenario
+from uninext_ros.conversions import msg_to_instances
 from uninext_ros.make_bag import make_bag
 
 SIZE = ["--short-side", "96", "--max-size", "128", "--threads", "1"]
@@ -178,6 +184,23 @@ def test_still_images_bag_equals_the_offline_detection_evaluator(data, checkpoin
                      "/camera/image_raw/compressed", "--scenario", str(scenario), "--gt", str(data["detection"])) == 0
     offline = _offline("detection", data["detection"], checkpoint, tmp_path / "offline")
     assert _metrics(tmp_path / "bag_eval") == offline and offline["images"] == 3
+    # AP is 0 for random weights; the answers themselves match too: the output bag's arrays equal the session's
+    # outputs on the dataset's images through the evaluator's runner.
+    loaded = load_backend(preset="tiny", checkpoint=str(checkpoint))
+    session = Session(loaded.backend, tokenizer=loaded.tokenizer,
+                      config=SessionConfig(input_short_side=96, input_max_size=128))
+    store = open_data(resolve_data(data["detection"], task="detection"))
+    expected = [run_unit(session, store, unit).outputs[0].instances for unit in build_units(store, task="detection")]
+    reader = open_bag(tmp_path / "bag_eval" / "output_bag")
+    try:
+        recorded = [msg_to_instances(reader.deserialize(raw, c.msgtype)) for c, _, raw in reader.messages(
+            connections=[c for c in reader.connections if c.topic == "/uninext/instances"])]
+    finally:
+        reader.close()
+    assert len(recorded) == 3 and all(len(r) == 100 for r in recorded)
+    for got, want in zip(recorded, expected, strict=True):
+        assert np.array_equal(got.boxes_xyxy, want.boxes_xyxy) and np.array_equal(got.scores, want.scores)
+        assert np.array_equal(got.class_indices, want.class_indices) and got.labels == want.labels
 
 
 # ------------------------------------------------------------------------------------------------ bad input
