@@ -10,8 +10,9 @@ import torch
 
 from uninext_core.checkpoint.safetensors_io import save_weights
 from uninext_core.config import r50, tiny
+from uninext_core.deploy.backend import model_spec
 from uninext_core.deploy.cli import build_engine_main, default_image_size, export_main, load_network
-from uninext_core.deploy.export_manifest import ExportManifest
+from uninext_core.deploy.export_manifest import ExportManifest, default_prompt_buckets
 from uninext_core.model.build import build_model
 
 
@@ -28,7 +29,8 @@ def test_export_cli_writes_a_part_with_progress_and_summary(tmp_path, capsys, on
     assert code == 0, captured.err
     assert "uninext-export" in captured.err and "exporting text_encoder" in captured.err  # tqdm progress line
     assert "no --weights given" in captured.err
-    assert "text_encoder: " in captured.out and "prompt buckets [64, 256, 512]" in captured.out
+    buckets = list(default_prompt_buckets(model_spec("tiny")))
+    assert "text_encoder: " in captured.out and f"prompt buckets {buckets}" in captured.out
     manifest = ExportManifest.load(out)
     assert list(manifest.parts) == ["text_encoder"] and manifest.image_size == (320, 384)
     assert manifest.config.fusion.fp16_safe_mask  # exported for fp16 engines by default

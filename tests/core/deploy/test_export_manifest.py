@@ -35,8 +35,8 @@ def tiny_manifest(tmp_path=None, *, with_embeddings=True) -> ExportManifest:
                    TensorSpec("prompt_mask", (1, "prompt_tokens"), "bool"))
     parts = {"main": ExportedPart(file="main.onnx", sha256="0" * 64, inputs=main_inputs, outputs=()),
              "text_encoder": ExportedPart(file="text_encoder.onnx", sha256="0" * 64,
-                                          inputs=(TensorSpec("input_ids", (1, 256), "int64"),
-                                                  TensorSpec("attention_mask", (1, 256), "int64")), outputs=())}
+                                          inputs=(TensorSpec("input_ids", (1, 64), "int64"),
+                                                  TensorSpec("attention_mask", (1, 64), "int64")), outputs=())}
     cfg = tiny() if with_embeddings else tiny(video=False)
     return ExportManifest(preset="tiny", config_yaml=to_yaml(cfg), image_size=(64, 96),
                           prompt_buckets=default_prompt_buckets(model_spec(cfg)), opset=18, exporter="test",
@@ -106,10 +106,10 @@ def test_raw_outputs_cut_token_columns_and_fill_missing_embeddings():
 
 def test_text_and_template_feeds():
     manifest = tiny_manifest()
-    ids = torch.arange(512).reshape(2, 256)
-    feeds = text_feeds(manifest, ids, torch.ones(2, 256, dtype=torch.int64))
-    assert len(feeds) == 2 and feeds[1]["input_ids"].shape == (1, 256) and feeds[1]["input_ids"][0, 0] == 256
-    with pytest.raises(ValueError, match="text prompt has 32 tokens, the exported text encoder takes exactly 256"):
+    ids = torch.arange(128).reshape(2, 64)
+    feeds = text_feeds(manifest, ids, torch.ones(2, 64, dtype=torch.int64))
+    assert len(feeds) == 2 and feeds[1]["input_ids"].shape == (1, 64) and feeds[1]["input_ids"][0, 0] == 64
+    with pytest.raises(ValueError, match="text prompt has 32 tokens, the exported text encoder takes exactly 64"):
         text_feeds(manifest, ids[:, :32], torch.ones(2, 32, dtype=torch.int64))
     (feed,) = template_feeds(manifest, torch.zeros(1, 4, 128, 128), None)
     assert feed["padding"].dtype == bool and not feed["padding"].any()
@@ -120,7 +120,7 @@ def test_text_and_template_feeds():
 
 
 def test_host_mask_logits_shapes():
-    spec = model_spec("tiny")
+    spec = model_spec("r50")  # official dynamic head: 8 channels, 3 layers, 169 parameters, stride 4
     q = 5
     raw = RawOutputs(torch.zeros(1, q, 3), torch.zeros(1, q, 1), torch.zeros(1, q, 1), torch.zeros(1, q, 4),
                      torch.zeros(1, q, 0), torch.randn(1, q, 169), torch.randn(1, 8, 6, 10), torch.zeros(1, q, 2))

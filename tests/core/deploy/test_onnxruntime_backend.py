@@ -70,7 +70,7 @@ def test_text_prompts_match_torch(backends, one_thread, kind):
     expected, got = torch_backend.infer(images, pixel_mask, expected_prompt), onnx_backend.infer(images, pixel_mask,
                                                                                                 expected_prompt)
     assert_raw_close(expected, got)
-    assert got.token_logits.shape == (1, 100, 256)
+    assert got.token_logits.shape == (1, 100, onnx_backend.spec.max_text_tokens)
     idx = torch.tensor([7, 0, 99])
     torch.testing.assert_close(onnx_backend.mask_logits(got, idx), torch_backend.mask_logits(expected, idx),
                                atol=1e-3, rtol=0)
@@ -98,7 +98,7 @@ def test_padding_a_prompt_to_its_bucket_leaves_valid_outputs_unchanged(backends,
     torch_backend, onnx_backend = backends
     tokens = torch_backend.model.text_encoder.tokenize(["red circle"])
     prompt = torch_backend.encode_text(tokens)
-    short = PromptFeatures(prompt.hidden[:, :40], prompt.mask[:, :40])  # 40 tokens -> padded to the 256 bucket
+    short = PromptFeatures(prompt.hidden[:, :40], prompt.mask[:, :40])  # 40 tokens -> padded to the first bucket
     images, pixel_mask = frame(seed=6)
     eager_short = torch_backend.infer(images, pixel_mask, short)
     got = onnx_backend.infer(images, pixel_mask, short)
@@ -109,14 +109,18 @@ def test_padding_a_prompt_to_its_bucket_leaves_valid_outputs_unchanged(backends,
 def test_bad_input_is_a_clear_error(backends):
     torch_backend, onnx_backend = backends
     images, pixel_mask = frame()
-    long_prompt = PromptFeatures(torch.zeros(1, 513, 384), torch.ones(1, 513, dtype=torch.bool))
-    with pytest.raises(ValueError, match="prompt has 513 tokens, longer than the largest exported prompt bucket 512"):
+    largest = onnx_backend.manifest.prompt_buckets[-1]
+    long_prompt = PromptFeatures(torch.zeros(1, largest + 1, 384), torch.ones(1, largest + 1, dtype=torch.bool))
+    with pytest.raises(ValueError, match=f"prompt has {largest + 1} tokens, longer than the largest exported prompt "
+                                         f"bucket {largest}"):
         onnx_backend.infer(images, pixel_mask, long_prompt)
     with pytest.raises(ValueError, match=r"images must be \(1, 3, 320, 384\) \(the exported size\)"):
         onnx_backend.infer(images[:, :, :256], pixel_mask[:, :256], long_prompt)
     tokens = torch_backend.model.text_encoder.tokenize(["x"])
-    with pytest.raises(ValueError, match="the exported text encoder takes exactly 256"):
-        onnx_backend.encode_text(type(tokens)(tokens.input_ids[:, :64], tokens.attention_mask[:, :64]))
+    text_tokens = onnx_backend.spec.max_text_tokens
+    with pytest.raises(ValueError, match=f"the exported text encoder takes exactly {text_tokens}"):
+        half = text_tokens // 2
+        onnx_backend.encode_text(type(tokens)(tokens.input_ids[:, :half], tokens.attention_mask[:, :half]))
 
 
 def test_truncated_or_corrupt_onnx_files_are_clear_errors(tiny_export, tmp_path):

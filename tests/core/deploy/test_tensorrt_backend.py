@@ -97,8 +97,9 @@ def test_damaged_cached_engine_is_rebuilt(engines, tiny_export):
     rebuilt = TensorRTBackend(tiny_export.directory, cache_dir=cache_dir, precision="fp32")
     assert rebuilt.built_parts == ["main"]
     images, pixel_mask = frame()
-    prompt = PromptFeatures(torch.randn(1, 600, 384), torch.ones(1, 600, dtype=torch.bool))
-    with pytest.raises(ValueError, match="longer than the largest exported prompt bucket 512"):
+    largest = rebuilt.manifest.prompt_buckets[-1]
+    prompt = PromptFeatures(torch.randn(1, largest + 1, 384), torch.ones(1, largest + 1, dtype=torch.bool))
+    with pytest.raises(ValueError, match=f"longer than the largest exported prompt bucket {largest}"):
         rebuilt.infer(images, pixel_mask, prompt)
     rebuilt.close()
 

@@ -31,11 +31,11 @@ def manifest() -> ExportManifest:
     main_inputs = (TensorSpec("images", (1, 3, 320, 384), "float32"), TensorSpec("pixel_mask", (1, 320, 384), "bool"),
                    TensorSpec("prompt_hidden", (1, "prompt_tokens", 384), "float32"),
                    TensorSpec("prompt_mask", (1, "prompt_tokens"), "bool"))
-    text_inputs = (TensorSpec("input_ids", (1, 256), "int64"), TensorSpec("attention_mask", (1, 256), "int64"))
+    text_inputs = (TensorSpec("input_ids", (1, 64), "int64"), TensorSpec("attention_mask", (1, 64), "int64"))
     parts = {"main": ExportedPart("main.onnx", "a" * 64, main_inputs, ()),
              "text_encoder": ExportedPart("text_encoder.onnx", "b" * 64, text_inputs, ())}
-    return ExportManifest(preset="tiny", config_yaml=to_yaml(tiny()), image_size=(320, 384), prompt_buckets=(256, 512),
-                          opset=18, exporter="test", parts=parts)
+    return ExportManifest(preset="tiny", config_yaml=to_yaml(tiny()), image_size=(320, 384),
+                          prompt_buckets=(64, 256, 512), opset=18, exporter="test", parts=parts)
 
 
 def test_missing_tensorrt_names_the_requirements_file(monkeypatch):
@@ -83,12 +83,13 @@ def test_gpu_info_reads_name_and_compute_capability():
 def test_profile_shapes_bound_the_prompt_axis_by_the_buckets():
     shapes = {s.name: s for s in profile_shapes(manifest(), "main")}
     assert shapes["images"].min == shapes["images"].opt == shapes["images"].max == (1, 3, 320, 384)
+    # min = first bucket, opt = the text length (tiny: 64 tokens), max = last bucket (two 16×16 templates).
     assert (shapes["prompt_hidden"].min, shapes["prompt_hidden"].opt, shapes["prompt_hidden"].max) == (
-        (1, 256, 384), (1, 256, 384), (1, 512, 384))
+        (1, 64, 384), (1, 64, 384), (1, 512, 384))
     assert shapes["prompt_mask"].max == (1, 512)
     text = profile_shapes(manifest(), "text_encoder")
-    assert [(s.name, s.min, s.max) for s in text] == [("input_ids", (1, 256), (1, 256)),
-                                                       ("attention_mask", (1, 256), (1, 256))]
+    assert [(s.name, s.min, s.max) for s in text] == [("input_ids", (1, 64), (1, 64)),
+                                                       ("attention_mask", (1, 64), (1, 64))]
 
 
 def test_engine_keys_follow_onnx_precision_gpu_and_calibration():
@@ -123,3 +124,10 @@ def test_fp32_nodes_are_the_fusion_block_and_the_retrieval_head(tiny_export):
         assert "model.transformer.fusion" in scopes or "model.class_embed" in scopes
     assert 0 < len(pinned) < len(graph.node) // 5
     assert not fp32_node_names(tiny_export.directory / "text_encoder.onnx")
+
+
+def test_profile_opt_falls_back_to_the_first_bucket_without_a_text_bucket():
+    m = manifest()
+    shapes = {s.name: s for s in profile_shapes(ExportManifest(**{**m.__dict__, "prompt_buckets": (256, 512)}),
+                                                "main")}
+    assert shapes["prompt_hidden"].opt == (1, 256, 384)
