@@ -12,20 +12,22 @@ Choices, and why:
   constants (reference §11.1); the padding mask stays an input, so frames smaller than the export size are letterboxed
   with exactly the eager model's padding semantics (valid ratios, sine positions, invalid proposals).
 * **Prompt length: one bounded dynamic axis (`prompt_tokens`) plus buckets, not one file per bucket.** The axis is
-  bounded by the smallest and largest bucket (default: text tokens 256, template tokens (S/8)² = 1024 and two
-  templates 2048 for the SOT/VOS online update). Only MatMul / Softmax / ReduceSum / LayerNormalization touch that
-  axis, so one graph serves every bucket; separate files would duplicate the main network's weights per bucket and
-  multiply TensorRT build time. At run time the backends pad a prompt with masked tokens up to the smallest bucket
-  (exactly zero attention weight, so valid outputs are unchanged), which keeps ONNX Runtime and TensorRT to 2-3
-  shapes (TensorRT: one optimisation profile min = first bucket, opt = text bucket, max = last bucket). A prompt
-  longer than the last bucket is rejected with a ValueError. Image-only models have one bucket and a static axis.
-* **torch's dynamo exporter (`torch.onnx.export(..., dynamo=True)`), opset 18.** On `tiny` it gives 1,259 nodes
-  with a single Shape op (the dynamic prompt axis); the TorchScript exporter (`dynamo=False`) gives 3,666 nodes
-  (1,358 Constant nodes and 189 Shape -> Gather -> Unsqueeze -> Concat chains for the same axis). Its optimiser folds
-  every static shape, and TopK's K arrives as an initializer — which older TensorRT parsers require (onnx-tensorrt
-  operators.md: "K input must be an initializer"); the TorchScript path gives a Constant node. It is also torch's
-  supported exporter (the TorchScript one is deprecated). Cost: export is slower (tiny main network ≈ 25 s vs 3 s on
-  one core; r50 ≈ 90 s). Opset 18 is the exporter's native opset and inside TensorRT 10's range (9-20).
+  bounded by the smallest and largest bucket (default: the text length, template tokens (S/8)² and two templates
+  for the SOT/VOS online update — r50: 256, 1024, 2048; tiny: 64, 256, 512). Only per-token ops, matrix products,
+  softmaxes and masked reductions touch that axis, so one graph serves every bucket; separate files would duplicate
+  the main network's weights per bucket and multiply TensorRT build time. At run time the backends pad a prompt
+  with masked tokens up to the smallest bucket (exactly zero attention weight, so valid outputs are unchanged),
+  which keeps ONNX Runtime and TensorRT to 2-3 shapes (TensorRT: one optimisation profile min = first bucket,
+  opt = text bucket, max = last bucket). A prompt longer than the last bucket is rejected with a ValueError.
+  Image-only models have one bucket and a static axis.
+* **torch's dynamo exporter (`torch.onnx.export(..., dynamo=True)`), opset 18.** On the `tiny` main network
+  (MobileNetV3 preset, 320×384) it gives 1,348 nodes with a single Shape op (the dynamic prompt axis); the
+  TorchScript exporter (`dynamo=False`) gives 3,783 nodes, 1,358 of them Constant nodes and 189 Shape ops feeding
+  Gather -> Unsqueeze -> Concat chains for the same axis. Its optimiser folds every static shape, and TopK's K
+  arrives as an initializer — which TensorRT 8.x parsers require (onnx-tensorrt operators.md: "K input must be an
+  initializer"); the TorchScript path gives a Constant node. It is also torch's supported exporter (the TorchScript
+  one is deprecated). Cost: export is slower (tiny main network ≈ 43 s vs 5 s on a shared core; r50 at 320×320
+  ≈ 90 s). Opset 18 is the exporter's native opset and inside TensorRT 10's range (9-20).
 * Every file passes `onnx.checker` (full check) and `onnx_ops_check.assert_tensorrt_compatible` (GridSample in the
   main network, TopK with a constant K, standard domain only, no Loop/If/Scan).
 
