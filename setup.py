@@ -38,5 +38,10 @@ setup(
         "uninext-synth = uninext_core.data.synthetic.__main__:main",
         "perception_node = uninext_ros.perception_node:main",
         "uninext-convert = uninext_core.checkpoint.cli:main",
+        "uninext-eval = uninext_core.eval.cli:main",
+        "uninext-export = uninext_core.deploy.cli:export_main",
+        "uninext-build-engine = uninext_core.deploy.cli:build_engine_main",
+        "uninext-bag-eval = uninext_ros.bag_eval:main",
+        "uninext-make-bag = uninext_ros.make_bag:main",
     ]},
 )
