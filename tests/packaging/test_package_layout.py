@@ -31,3 +31,20 @@ def test_core_never_imports_ros() -> None:
                     stripped.split()[1].split(".")[0] == module for module in ros_modules):
                 offenders.append(f"{path.relative_to(REPO_ROOT)}:{number}: {stripped}")
     assert not offenders, "uninext_core must not import ROS:\n" + "\n".join(offenders)
+
+
+def test_every_console_script_points_at_a_callable() -> None:
+    import ast
+    import importlib
+
+    tree = ast.parse((REPO_ROOT / "setup.py").read_text())
+    scripts = [element.value for node in ast.walk(tree) if isinstance(node, ast.Dict)
+               for key, value in zip(node.keys, node.values, strict=True)
+               if isinstance(key, ast.Constant) and key.value == "console_scripts"
+               for element in value.elts]
+    assert len(scripts) >= 8, scripts
+    for script in scripts:
+        name, target = (part.strip() for part in script.split("="))
+        module_name, function_name = target.split(":")
+        function = getattr(importlib.import_module(module_name), function_name, None)
+        assert callable(function), f"console script {name} points at {target}, which is not callable"
