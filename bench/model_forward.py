@@ -3,10 +3,11 @@
 Stages are timed inside one forward with module hooks: backbone (+ input projection), fusion (Bi-XAtt), encoder,
 two_stage (proposals, objectness, top-K: the rest of the transformer), decoder (incl. its box refinement), heads
 (retrieval, IoU, controller, mask features, re-ID); `other` is the remainder (padding masks, flattening). The prompt
-(a category caption, T = 256 tokens) is encoded once outside the timed forward, as the session does. r50 uses a
-randomly initialised bert-base text encoder. Each case runs in its own process so that peak RSS (ru_maxrss) is per
-case: peak_rss_mb is the process peak, forward_peak_mb the increase over the built model. Median and p90 over the
-timed iterations after a warm-up, one JSON line per case, then the stages side by side with the r50 / tiny ratio.
+(a category caption padded to the preset's prompt length: tiny 64 tokens, official presets 256) is encoded once
+outside the timed forward, as the session does. r50 uses a randomly initialised bert-base text encoder. Each case
+runs in its own process so that peak RSS (ru_maxrss) is per case: peak_rss_mb is the process peak, forward_peak_mb
+the increase over the built model. Median and p90 over the timed iterations after a warm-up, one JSON line per case,
+then the stages side by side with the r50 / tiny ratio.
 
     .venv/bin/python bench/model_forward.py [--threads 2] [--iterations 3] [--cases tiny r50]
 """
@@ -80,6 +81,7 @@ def run_case(name: str, iterations: int, threads: int) -> dict:
     pixel_mask = torch.ones(1, side, side, dtype=torch.bool)
     with torch.inference_mode():
         tokens = model.text_encoder.tokenize([CAPTION])
+        prompt_tokens = int(tokens.input_ids.shape[1])
         start = time.perf_counter()
         prompt = model.encode_text(tokens.input_ids, tokens.attention_mask)
         prompt_ms = (time.perf_counter() - start) * 1e3
@@ -100,7 +102,7 @@ def run_case(name: str, iterations: int, threads: int) -> dict:
                 stages[stage].append(t[stage] * 1e3)
     totals.sort()
     return {
-        "case": name, "device": "cpu", "precision": "fp32", "input_hw": [side, side], "prompt_tokens": 256,
+        "case": name, "device": "cpu", "precision": "fp32", "input_hw": [side, side], "prompt_tokens": prompt_tokens,
         "threads": threads, "iterations": iterations, "load_avg_1m": round(os.getloadavg()[0], 2),
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "median_ms": round(statistics.median(totals), 1),
