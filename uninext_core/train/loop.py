@@ -12,11 +12,14 @@ Distributed: `torchrun --nproc_per_node N -m training.train ...` sets RANK / WOR
 group uses gloo on CPU and NCCL on GPU (multi-node through torchrun's rendezvous). The model is wrapped in
 DistributedDataParallel (unused parameters allowed: a batch uses only its prompt kind's encoder); the criterion's
 match counts are summed over processes, so N processes with B samples each compute the update of one process with
-the N·B samples (see `criterion`). Rank 0 writes metrics.jsonl, loss_curves.png, the progress bar and the weights.
+the N·B samples (see `criterion`) — for models without batch-statistic layers: BatchNorms in train mode normalise
+with each process's own batch (no SyncBatchNorm, which has no CPU implementation). Rank 0 writes metrics.jsonl,
+loss_curves.png, the progress bar and the weights.
 
 Checkpoints (`checkpointing`) every `checkpoint_period` iterations and/or `checkpoint_minutes`, at `max_steps` and at
-the end; `resume=True` restores weights, optimizer, schedule, AMP scaler, BoxInst counter, RNG states and the sampler
-position, so the resumed run continues exactly where it stopped.
+the end, where model_final.safetensors follows (after `precise_bn` when the recipe asks for it); `resume=True`
+restores weights, optimizer, schedule, AMP scaler, BoxInst counter, RNG states and the sampler position, so the
+resumed run continues exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from uninext_core.train.criterion import CriterionOutput, ReferenceFrame, SetCri
 from uninext_core.train.curves import append_metrics, plot_loss_curves, read_metrics, truncate_metrics
 from uninext_core.train.frame_stores import open_store
 from uninext_core.train.optim import OptimizerSettings, build_optimizer, build_scheduler
+from uninext_core.train.precise_bn import update_bn_stats
 from uninext_core.train.recipe import Recipe
 from uninext_core.train.sources import SampleSource
 
@@ -207,6 +211,18 @@ class BatchStream:
                                  f"from index {local}")
         return collate(samples, mask_supervision=source.mask_supervision, reid=source.reid,
                        dataset=source.spec.name, **self.collate_args)
+
+
+def backbones_per_image(model: Uninext, batch: TrainBatch) -> None:
+    """Run the batch's frames (and template crops) through the backbones one image at a time, as inference sees them:
+    each frame cropped to its own size padded to a multiple of 32 (the BatchNorms sit in the backbones only)."""
+    for frame in batch.frames:
+        for b, target in enumerate(frame.targets):
+            h, w = (-(-side // 32) * 32 for side in target.image_size_hw)
+            model.backbone(frame.images[b:b + 1, :, :h, :w])
+    if batch.prompt.template_crops is not None and model.template_encoder is not None:
+        for crop in batch.prompt.template_crops.split(1):
+            model.template_encoder.backbone(crop)
 
 
 def model_config(recipe: Recipe) -> UninextConfig:
@@ -370,8 +386,15 @@ def run_training(recipe: Recipe, *, resume: bool = False, max_steps: int | None 
             save(step)
             last_save = time.monotonic()
     bar.close()
-    if step == recipe.solver.max_iter and context.rank == 0:
-        ckpt.save_model(model, out / "model_final.safetensors", config=cfg, step=step)
+    if step == recipe.solver.max_iter:
+        # Batches after the schedule's last one; the same ones again if this is redone after a resume.
+        updated = update_bn_stats(step_module, lambda k: backbones_per_image(model, batch_to(
+            stream.next(step + k), context.device)), recipe.precise_bn_batches)
+        if updated:
+            logger.info("recomputed the statistics of %d BatchNorm layers over %d batches", updated,
+                        recipe.precise_bn_batches)
+        if context.rank == 0:
+            ckpt.save_model(model, out / "model_final.safetensors", config=cfg, step=step)
     if context.world_size > 1:
         dist.barrier()
     return TrainResult(step=step, output_dir=out, last_losses=last)

@@ -159,6 +159,8 @@ class Recipe:
         checkpoint_period: save every this many iterations (0: only time-based and final).
         checkpoint_minutes: also save when this many minutes passed since the last save (0: off).
         log_period: write a metrics line every this many iterations.
+        precise_bn_batches: at the end of the stage, recompute BatchNorm statistics over this many training batches
+            before writing model_final (`precise_bn`; 0 = off, as for the official frozen-BN / LayerNorm backbones).
         solver: SolverSpec.
         input: InputSpec.
         datasets: the stage's datasets.
@@ -179,6 +181,7 @@ class Recipe:
     checkpoint_period: int = 0
     checkpoint_minutes: float = 0.0
     log_period: int = 10
+    precise_bn_batches: int = 0
     solver: SolverSpec = field(default_factory=SolverSpec)
     input: InputSpec = field(default_factory=InputSpec)
 
