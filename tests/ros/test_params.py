@@ -52,26 +52,23 @@ def test_config_file_sets_only_declared_parameters_with_valid_values() -> None:
 
 
 def test_launch_file_passes_only_declared_parameters() -> None:
-    """launch is not importable here, so read the launch file's source: every key of the parameter dictionary it
-    gives the node must be a declared parameter, and every argument that feeds one must default to a valid value."""
+    """launch is not importable here, so read the launch file's source: every launch argument it turns into a node
+    parameter (PARAMETER_ARGUMENTS) must be a parameter the node declares, with the same type. (The launch file itself
+    runs in tests/ros/test_launch_file.py wherever launch_ros is installed.)"""
     import ast
 
     tree = ast.parse((REPO_ROOT / "launch" / "perception.launch.py").read_text())
-    parameter_lists = [kw.value for node in ast.walk(tree) if isinstance(node, ast.Call) for kw in node.keywords
-                       if kw.arg == "parameters"]
-    assert len(parameter_lists) == 1, "expected one node with a parameters=[...] list"
-    passed = {key.value for node in ast.walk(parameter_lists[0]) if isinstance(node, ast.Dict) for key in node.keys}
-    assert passed, "no parameter dictionary found in the launch file"
-    assert passed <= set(SPECS), f"launch passes undeclared parameters {sorted(passed - set(SPECS))}"
-    arguments = next(node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
-                     and any(isinstance(t, ast.Name) and t.id == "ARGUMENTS" for t in node.targets))
-    defaults = {key.value: ast.literal_eval(value)[0] for key, value in zip(arguments.keys, arguments.values,
-                                                                            strict=True)}
-    assert set(defaults) - passed <= {"namespace", "image_topic"}, "an argument reaches neither a parameter nor a remap"
-    for name in passed:
-        value = {"true": True, "false": False}.get(defaults[name], defaults[name])
-        assert SPECS[name].check(value) is None, f"launch argument {name} defaults to an invalid {value!r}"
-        assert type(value) is type(SPECS[name].default), f"launch argument {name} has the wrong type"
+    tables = {target.id: node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+              for target in node.targets if isinstance(target, ast.Name)}
+    assert {"ARGUMENTS", "PARAMETER_ARGUMENTS"} <= set(tables), "the launch file's argument tables are missing"
+    forwarded = {key.value: value.elts[0].id for key, value in zip(tables["PARAMETER_ARGUMENTS"].keys,
+                                                                   tables["PARAMETER_ARGUMENTS"].values, strict=True)}
+    assert forwarded, "no launch argument reaches a node parameter"
+    assert set(forwarded) <= set(SPECS), f"launch passes undeclared parameters {sorted(set(forwarded) - set(SPECS))}"
+    for name, type_name in forwarded.items():
+        assert type_name == type(SPECS[name].default).__name__, f"launch argument {name} is typed {type_name}"
+    plain = {key.value for key in tables["ARGUMENTS"].keys}
+    assert plain == {"namespace", "image_topic"}, f"arguments that reach no parameter or remap: {plain}"
 
 
 def test_readme_documents_every_parameter() -> None:
