@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from uninext_core.config import tiny
 from uninext_core.data.synthetic.export import export_world
 from uninext_core.data.synthetic.options import ExportOptions
 from uninext_core.train.curves import read_metrics
@@ -63,7 +64,8 @@ def run_case(*, processes: int, threads: int, data: Path, work: Path, size: int,
     times = np.array([r["step_time_s"] for r in read_metrics(out / "metrics.jsonl") if r["step"] > warmup])
     median = float(np.median(times))
     return {
-        "case": f"tiny_{size}px_stage1", "processes": processes, "threads_per_process": threads,
+        "case": f"tiny_{size}px_stage1", "backbone": tiny().backbone.kind, "processes": processes,
+        "threads_per_process": threads,
         "global_batch": batch_size * processes, "iterations": len(times),
         "median_ms": round(1000 * median, 1), "p90_ms": round(1000 * float(np.percentile(times, 90)), 1),
         "images_per_s": round(batch_size * processes / median, 3),
