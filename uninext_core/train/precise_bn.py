@@ -5,8 +5,8 @@ A BatchNorm's running mean / variance is an exponential moving average of batch 
 in eval mode then sees features normalised with stale statistics. `update_bn_stats` recomputes them with the final
 weights: running statistics reset, then the plain average (momentum None) over `num_batches` training batches in
 train mode without gradients, averaged over processes under DDP. The training loop feeds the backbones one image at
-a time (`loop.backbones_per_image`), the way inference sees frames: on a 4-image overfit set, statistics of 4-image
-batches gave box AP50 0.84 in eval mode where per-image statistics gave 0.96. Frozen batch norms (torchvision
+a time (`loop.backbones_per_image`), the way inference sees frames. Measured on the 4-image overfit set of
+test_loop after 150 steps: eval-mode box AP50 0.0 with the running averages, 0.93 after 100 batches here. Frozen batch norms (torchvision
 FrozenBatchNorm2d) and LayerNorms are not BatchNorms here and stay as they are.
 """
 
