@@ -5,9 +5,9 @@ A BatchNorm's running mean / variance is an exponential moving average of batch 
 in eval mode then sees features normalised with stale statistics. `update_bn_stats` recomputes them with the final
 weights: running statistics reset, then the plain average (momentum None) over `num_batches` training batches in
 train mode without gradients, averaged over processes under DDP. The training loop feeds the backbones one image at
-a time (`loop.backbones_per_image`), the way inference sees frames. Measured on the 4-image overfit set of
-test_loop after 150 steps: eval-mode box AP50 0.0 with the running averages, 0.93 after 100 batches here. Frozen batch norms (torchvision
-FrozenBatchNorm2d) and LayerNorms are not BatchNorms here and stay as they are.
+a time (`loop.backbones_per_image`), the way inference sees frames. Measured on the 4-image overfit set of test_loop
+after 150 steps: eval-mode box AP50 0.0 with the running averages, 0.93 after 100 batches here. Frozen batch norms
+(torchvision FrozenBatchNorm2d) and LayerNorms are not BatchNorms here and stay as they are.
 """
 
 from __future__ import annotations
