@@ -26,13 +26,8 @@ import torch
 from uninext_core.deploy.engine_cache import PRECISIONS, EngineCache
 from uninext_core.deploy.export_manifest import (
     ExportManifest,
-    host_mask_logits,
-    main_feed,
-    raw_outputs,
-    stack_prompt_features,
-    template_feeds,
-    text_feeds,
 )
+from uninext_core.deploy.exported_backend import ExportedBackend
 from uninext_core.deploy.tensorrt_build import (
     DEFAULT_WORKSPACE_BYTES,
     ProgressCallback,
@@ -45,9 +40,6 @@ from uninext_core.deploy.tensorrt_build import (
     profile_shapes,
     require_tensorrt,
 )
-from uninext_core.model.outputs import RawOutputs
-from uninext_core.model.prompt_features import PromptFeatures
-from uninext_core.model.text_encoder import TokenizedText
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +120,7 @@ class EngineRunner:
             self._gpu_context.pop()
 
 
-class TensorRTBackend:
+class TensorRTBackend(ExportedBackend):
     """Runs the exported parts as TensorRT engines (Backend contract, backend.py).
 
     Args:
@@ -224,30 +216,6 @@ class TensorRTBackend:
         if runner is None:
             self.manifest.part(part)  # raises the "not exported" ValueError
         return runner.run(feed)
-
-    def encode_text(self, tokens: TokenizedText) -> PromptFeatures:
-        """See Backend.encode_text: (B, T) ids and mask -> PromptFeatures (B, T, C_l) float32 on the CPU."""
-        input_ids, attention_mask = tokens
-        pieces = [(self._run("text_encoder", feed)["hidden"], feed["attention_mask"].astype(bool))
-                  for feed in text_feeds(self.manifest, input_ids, attention_mask)]
-        return stack_prompt_features(pieces)
-
-    def encode_template(self, crops: torch.Tensor, padding: torch.Tensor | None = None) -> PromptFeatures:
-        """See Backend.encode_template: (B, 4, S, S) crops (+ (B, S, S) padding) -> PromptFeatures."""
-        pieces = []
-        for feed in template_feeds(self.manifest, crops, padding):
-            out = self._run("template_encoder", feed)
-            pieces.append((out["hidden"], out["mask"]))
-        return stack_prompt_features(pieces)
-
-    def infer(self, images: torch.Tensor, pixel_mask: torch.Tensor, prompt: PromptFeatures) -> RawOutputs:
-        """See Backend.infer: (1, 3, H, W) at `fixed_input_size` + (1, H, W) mask + prompt -> RawOutputs."""
-        feed, tokens = main_feed(self.manifest, images, pixel_mask, prompt)
-        return raw_outputs(self.manifest, self._run("main", feed), tokens)
-
-    def mask_logits(self, raw: RawOutputs, query_idx: torch.Tensor) -> torch.Tensor:
-        """See Backend.mask_logits: (K,) query indices -> (K, H/4, W/4) float32 logits (host-side dynamic head)."""
-        return host_mask_logits(self.spec, raw, query_idx)
 
     def close(self) -> None:
         """Release engines, contexts and buffers, and the retained CUDA primary context."""
