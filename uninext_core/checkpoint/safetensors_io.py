@@ -33,6 +33,7 @@ KEY_FORMAT = "uninext.format"
 KEY_PRESET = "uninext.preset"
 KEY_VIDEO = "uninext.video"
 KEY_CONFIG = "uninext.config"
+TEXT_ENCODER_PREFIX = "text_encoder."
 
 
 class StoredWeights(NamedTuple):
@@ -149,6 +150,8 @@ def load_model(path: str | Path, *, preset: str | None = None, video: bool | Non
         preset, video: what the caller expects (None: whatever the file holds); a mismatch raises.
         text_encoder_path: local BERT folder for the tokenizer (its weights are replaced by the file's). None: the
             packaged uncased WordPiece tokenizer for 768-wide BERT models (same vocabulary as bert-base-uncased).
+            A file with no text-encoder tensors and a frozen encoder (the shipped `tiny` weights) takes the
+            encoder's weights from this folder, or from the preset's packaged encoder.
 
     Raises:
         CheckpointError: see `read_weights`, or tensors that do not fit the model (first offending keys named).
@@ -157,9 +160,13 @@ def load_model(path: str | Path, *, preset: str | None = None, video: bool | Non
     config = stored.config
     if text_encoder_path is not None:
         config = config.replace(text=dataclasses.replace(config.text, path=str(Path(text_encoder_path).expanduser())))
-    model = build_model(config, allow_random_text_init=True)
+    text_from_package = carries_no_text_encoder(stored.state_dict) and config.text.frozen
+    # A file without text-encoder tensors (the shipped `tiny` weights) gets them from the frozen encoder's own folder
+    # (the packaged MiniLM by default), so the model must be built with real weights there.
+    model = build_model(config, allow_random_text_init=not text_from_package)
     expected = model.state_dict()
-    missing = [k for k in expected if k not in stored.state_dict]
+    missing = [k for k in expected if k not in stored.state_dict
+               and not (text_from_package and k.startswith(TEXT_ENCODER_PREFIX))]
     unexpected = [k for k in stored.state_dict if k not in expected]
     wrong = [f"{k}: got {tuple(v.shape)}, expected {tuple(expected[k].shape)}" for k, v in stored.state_dict.items()
              if k in expected and v.shape != expected[k].shape]
@@ -169,5 +176,10 @@ def load_model(path: str | Path, *, preset: str | None = None, video: bool | Non
                                      ("missing keys", missing)) if items]
         raise CheckpointError(f"{path}: the weights do not fit preset {config.name!r} ({_variant(config.video)}): "
                               + "; ".join(parts))
-    model.load_state_dict(stored.state_dict, strict=True)
+    model.load_state_dict(stored.state_dict, strict=not text_from_package)
     return model.eval()
+
+
+def carries_no_text_encoder(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """True when a state dict leaves out every text-encoder tensor (weights shipped without the packaged encoder)."""
+    return not any(key.startswith(TEXT_ENCODER_PREFIX) for key in state_dict)

@@ -101,3 +101,26 @@ def test_read_config_checks_the_header_without_reading_tensors(tmp_path, tiny_im
     assert read_config(path, preset="tiny", video=False) == config
     with pytest.raises(CheckpointError, match=r"holds weights of preset 'tiny' \(image\), but preset 'vit_h'"):
         read_config(path, preset="vit_h")
+
+
+def test_weights_without_the_frozen_packaged_text_encoder_load_it_from_the_package(tmp_path, tiny_image):
+    config, model = tiny_image
+    assert config.text.frozen and config.text.path is None  # tiny: the packaged MiniLM, frozen
+    without_text = {k: v.half() for k, v in model.state_dict().items() if not k.startswith("text_encoder.")}
+    path = save_weights(tmp_path / "shipped.safetensors", without_text, config=config)
+    loaded = load_model(path)
+    for key, tensor in loaded.state_dict().items():
+        if key.startswith("text_encoder."):  # from the package, the same files `model` was built from
+            assert torch.equal(tensor, model.state_dict()[key]), key
+        elif tensor.is_floating_point():
+            assert tensor.dtype == torch.float32, key
+            torch.testing.assert_close(tensor, model.state_dict()[key].half().float(), rtol=0, atol=0)
+
+
+def test_a_trained_text_encoder_may_not_be_left_out(tmp_path, tiny_image):
+    config, model = tiny_image
+    trained_text = config.replace(text=dataclasses.replace(config.text, frozen=False))
+    without_text = {k: v for k, v in model.state_dict().items() if not k.startswith("text_encoder.")}
+    path = save_weights(tmp_path / "no_text.safetensors", without_text, config=trained_text)
+    with pytest.raises(CheckpointError, match=r"missing keys \(first: text_encoder\."):
+        load_model(path)
