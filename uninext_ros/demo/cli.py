@@ -22,6 +22,7 @@ from pathlib import Path
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 
 from uninext_ros.demo.camera import SyntheticCamera
 from uninext_ros.demo.node_process import NodeProcess, NodeStartError, RosIsolation, isolate_ros
@@ -104,13 +105,22 @@ def _check_arguments(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _wait_for(condition, timeout_s: float) -> bool:
+def _wait_for(condition, timeout_s: float, node: NodeProcess) -> bool:
+    """Whether `condition()` became true within `timeout_s`; raises DemoError as soon as the node process exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        _check_alive(node)
         if condition():
             return True
-        time.sleep(0.05)
+        time.sleep(0.1)
     return condition()
+
+
+def _check_alive(node: NodeProcess) -> None:
+    code = node.exit_code()
+    if code is not None:
+        raise DemoError(f"perception_node exited with code {code} while the demo was running\n--- last lines of "
+                        f"{node.log_path} ---\n{node.log_tail()}")
 
 
 def _plan_template(video: DemoVideo, camera: SyntheticCamera, recorder: Recorder, *,
@@ -125,13 +135,13 @@ def _plan_template(video: DemoVideo, camera: SyntheticCamera, recorder: Recorder
 
 
 def run_phases(*, video: DemoVideo, camera: SyntheticCamera, planner: ScriptedPlanner, recorder: Recorder,
-               seconds_per_phase: float, log: _Log) -> list[PhaseRecord]:
+               node: NodeProcess, seconds_per_phase: float, log: _Log) -> list[PhaseRecord]:
     """Start the camera, then give the three prompts in turn; returns what happened in each phase."""
     if not planner.wait_for_node(30.0):
         raise DemoError("the node's prompt topics were not discovered within 30 s")
     camera.start()
     log(f"camera: {camera.rate_hz:g} Hz on {camera.topic}, {video.num_frames}-frame video played back and forth")
-    if not _wait_for(lambda: bool(recorder.observations()), FIRST_FRAME_TIMEOUT_S):
+    if not _wait_for(lambda: bool(recorder.observations()), FIRST_FRAME_TIMEOUT_S, node):
         raise DemoError(f"no instance array arrived within {FIRST_FRAME_TIMEOUT_S:.0f} s of the first frame")
     log("frames flow: the node answers with empty instance arrays until a prompt arrives")
     records: list[PhaseRecord] = []
@@ -145,8 +155,10 @@ def run_phases(*, video: DemoVideo, camera: SyntheticCamera, planner: ScriptedPl
         else:
             planned = _plan_template(video, camera, recorder, avoid_track=expression_target)
         title = f"{number}/{len(PHASES)} {phase}: {planned.text}"
-        log(f"phase {title}: publishing on {PROMPT_TOPICS[planned.kind]}")
+        on_frame = f" (frame stamped {planned.frame_stamp_ns})" if planned.kind == "template" else ""
+        log(f"phase {title}{on_frame}: publishing on {PROMPT_TOPICS[planned.kind]}")
         outcome: PromptOutcome = planner.send(planned)
+        _check_alive(node)
         if not outcome.accepted:
             log(f"phase {phase}: the node REFUSED the prompt: {outcome.reason}")
             records.append(PhaseRecord(planned, outcome, frames_published=0))
@@ -155,14 +167,14 @@ def run_phases(*, video: DemoVideo, camera: SyntheticCamera, planner: ScriptedPl
             f"{seconds_per_phase:g} s")
         recorder.begin_phase(prompt_id=outcome.prompt_id, name=phase, title=title, task=outcome.task)
         published_before = camera.published_count()
-        time.sleep(seconds_per_phase)
+        _wait_for(lambda: False, seconds_per_phase, node)
         published = camera.published_count() - published_before
         recorder.end_phase()
         answered = sum(1 for o in recorder.observations() if o.prompt_id == outcome.prompt_id)
         log(f"phase {phase}: done, {answered} of {published} published frames processed")
         records.append(PhaseRecord(planned, outcome, frames_published=published))
     camera.stop()
-    time.sleep(DRAIN_S)
+    _wait_for(lambda: False, DRAIN_S, node)
     return records
 
 
@@ -176,7 +188,9 @@ def _run(args: argparse.Namespace, isolation: RosIsolation, video: DemoVideo, lo
     summaries: list[PhaseSummary] = []
     failure = ""
     try:
-        with rclpy.init():
+        # Python's own SIGINT handling: Ctrl-C raises KeyboardInterrupt here and the cleanup below runs (rclpy's
+        # handler would invalidate the context under the running phases instead).
+        with rclpy.init(signal_handler_options=SignalHandlerOptions.NO):
             camera = SyntheticCamera(video, rate_hz=args.rate)
             planner = ScriptedPlanner()
             recorder = Recorder(camera, out_dir=out, video_fps=args.rate,
@@ -189,7 +203,7 @@ def _run(args: argparse.Namespace, isolation: RosIsolation, video: DemoVideo, lo
             try:
                 node.wait_until_active(planner, timeout_s=args.startup_timeout)
                 log("perception_node is active")
-                records = run_phases(video=video, camera=camera, planner=planner, recorder=recorder,
+                records = run_phases(video=video, camera=camera, planner=planner, recorder=recorder, node=node,
                                      seconds_per_phase=args.seconds_per_phase, log=log)
                 observations = recorder.observations()
                 summaries = [summarize_phase(record, observations, camera.truth) for record in records]

@@ -107,8 +107,7 @@ def choose_template(video: DemoVideo, *, video_index: int, stamp_ns: int, avoid_
         int(truth.track_indices[k]) != avoid_track, presence[truth.track_indices[k]], areas[k]))
     track = int(truth.track_indices[order])
     box = tuple(float(v) for v in truth.boxes_xyxy_px[order])
-    text = (f"box [{box[0]:.0f}, {box[1]:.0f}, {box[2]:.0f}, {box[3]:.0f}] of the {video.descriptions[track]} "
-            f"on frame {stamp_ns}")
+    text = f"box [{box[0]:.0f}, {box[1]:.0f}, {box[2]:.0f}, {box[3]:.0f}] of the {video.descriptions[track]}"
     return PlannedPrompt("track", "template", text, target_track=track, box_xyxy_px=box,  # type: ignore[arg-type]
                          frame_stamp_ns=int(stamp_ns))
 

@@ -55,7 +55,7 @@ def captioned(frame_rgb: np.ndarray, lines: tuple[str, str]) -> np.ndarray:
     canvas[CAPTION_HEIGHT:] = frame_rgb
     for row, text in enumerate(lines):
         scale = 0.42
-        while scale > 0.25 and cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > width - 8:
+        while scale > 0.3 and cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > width - 8:
             scale -= 0.02
         cv2.putText(canvas, text, (4, 16 + 18 * row), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
                     cv2.LINE_AA)
