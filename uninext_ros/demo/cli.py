@@ -18,6 +18,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import rclpy
@@ -105,7 +106,7 @@ def _check_arguments(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _wait_for(condition, timeout_s: float, node: NodeProcess) -> bool:
+def _wait_for(condition: Callable[[], bool], timeout_s: float, node: NodeProcess) -> bool:
     """Whether `condition()` became true within `timeout_s`; raises DemoError as soon as the node process exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

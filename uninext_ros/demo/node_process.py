@@ -95,7 +95,8 @@ def perception_node_command() -> list[str]:
     return [script] if script else [sys.executable, "-m", "uninext_ros.perception_node"]
 
 
-def _parameter_arguments(parameters: dict[str, str | int | float | bool]) -> list[str]:
+def parameter_arguments(parameters: dict[str, str | int | float | bool]) -> list[str]:
+    """`--ros-args` naming the node and setting `parameters` ("" values are skipped: they keep their default)."""
     args = ["--ros-args", "-r", f"__node:={NODE_NAME}"]
     for name, value in parameters.items():
         text = ("true" if value else "false") if isinstance(value, bool) else str(value)
@@ -118,7 +119,7 @@ class NodeProcess:
                  threads: int | None = None) -> None:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be None or >= 1, got {threads}")
-        self.command = perception_node_command() + _parameter_arguments({**parameters, "autostart": True})
+        self.command = perception_node_command() + parameter_arguments({**parameters, "autostart": True})
         self.log_path = Path(log_path)
         self._threads = threads
         self._process: subprocess.Popen | None = None
