@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 from transformers import AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from uninext_core.config import TextEncoderConfig
 from uninext_core.model.prompt_features import PromptFeatures
@@ -133,10 +134,29 @@ def load_tokenizer(cfg: TextEncoderConfig) -> PreTrainedTokenizerBase:
 
 
 def _load_bert(folder: Path) -> BertModel:
+    """BertModel without its pooler from a local folder. transformers prints a load report for the checkpoint's
+    pooler weights (which UNINEXT never uses); we check the report ourselves instead: missing weights are an error,
+    unexpected ones other than the pooler are logged."""
+    verbosity, progress_bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
-        return BertModel.from_pretrained(str(folder), add_pooling_layer=False, local_files_only=True)
+        model, info = BertModel.from_pretrained(str(folder), add_pooling_layer=False, local_files_only=True,
+                                                output_loading_info=True)
     except (OSError, ValueError) as error:
         raise ValueError(f"cannot load a BertModel from text-encoder folder {folder}: {error}") from error
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if progress_bar:
+            hf_logging.enable_progress_bar()
+    missing = sorted(info.get("missing_keys", ()))
+    if missing:
+        raise ValueError(f"text-encoder folder {folder} lacks {len(missing)} BERT weights (first: {missing[:3]})")
+    unexpected = sorted(k for k in info.get("unexpected_keys", ()) if not k.startswith("pooler."))
+    if unexpected:
+        logger.warning("text-encoder folder %s has %d weights BertModel does not use (first: %s)", folder,
+                       len(unexpected), unexpected[:3])
+    return model
 
 
 def build_text_encoder(cfg: TextEncoderConfig, *, allow_random_init: bool = False,
