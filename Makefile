@@ -1,11 +1,12 @@
-# The two commands a newcomer types are `make demo` (arrives with the node) and `make test`; both set up first.
+# The two commands a newcomer types are `make demo` and `make test`; both set up first.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test test-fast lint format clean help
+.PHONY: setup demo test test-fast lint format clean help
 
 help:
+	@echo "make demo      setup, then the perception node on a synthetic camera with a scripted planner (outputs/demo/)"
 	@echo "make setup      create .venv, install pinned dependencies, build uninext_msgs (idempotent)"
 	@echo "make test       setup, lint (ruff), then the whole test suite with ROS isolation"
 	@echo "make test-fast  setup, lint, tests not marked slow"
@@ -13,6 +14,9 @@ help:
 
 setup:
 	@bash scripts/setup.sh
+
+demo: setup
+	@$(PY) -m uninext_ros.demo $(DEMO_ARGS)
 
 test: setup
 	@bash scripts/run_tests.sh

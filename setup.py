@@ -43,5 +43,6 @@ setup(
         "uninext-build-engine = uninext_core.deploy.cli:build_engine_main",
         "uninext-bag-eval = uninext_ros.bag_eval:main",
         "uninext-make-bag = uninext_ros.make_bag:main",
+        "uninext-demo = uninext_ros.demo.cli:main",
     ]},
 )
