@@ -68,6 +68,7 @@ from uninext_core.tasks.preprocess import prepare_frame
 
 GROUPS = ("tasks", "prompt", "classes", "tracks", "vos")
 GOAL_FPS = 15.0
+ENV_KEYS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM_THREADS")  # recorded with the command
 PARITY_LIMIT = 1e-2  # larger differences mean the two backends do not hold the same weights
 
 
@@ -181,7 +182,8 @@ def main() -> None:
                   f"{time.time() - started:.0f} s, {os.cpu_count()} CPUs, torch {torch.__version__}",
                   f"# load average (1, 5, 15 min) at start {load_start[0]:.2f} {load_start[1]:.2f} "
                   f"{load_start[2]:.2f}, at end {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}",
-                  "# command: " + shlex.join([".venv/bin/python", "bench/session.py", *sys.argv[1:]])]
+                  "# command: " + shlex.join([*(f"{k}={v}" for k, v in sorted(os.environ.items()) if k in ENV_KEYS),
+                                              ".venv/bin/python", "bench/session.py", *sys.argv[1:]])]
         with open(args.out, "a") as handle:
             handle.write("\n".join([*header, *notes, *lines, "", tables, "", ""]))
 

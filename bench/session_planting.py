@@ -10,7 +10,8 @@ wrap any `Backend` (torch, ONNX Runtime, ...): only the public contract is used,
 * `PlantedTemplateBackend` (VOS): one confident query (pooled and IoU scores 0.9) per forward; consecutive forwards
   put it in consecutive cells of an N-cell grid. `VosRunner.step` runs one forward per object in prompt order, so
   object i gets cell i: disjoint box masks, every object above `vos_update_threshold`, so every object rebuilds its
-  previous-frame template on every frame (the official rule's most expensive steady state).
+  previous-frame template on every frame (the official rule's most expensive steady state). The box moves one
+  pixel per frame so that no crop repeats within 40 frames (a repeated crop would be a prompt-cache hit).
 """
 
 from __future__ import annotations
@@ -148,7 +149,10 @@ class PlantedTemplateBackend(_Wrapped):
         side = math.ceil(math.sqrt(self.objects))
         cell = torch.tensor([self.forwards % self.objects])
         boxes = raw.boxes_cxcywh.clone()
-        boxes[0, :1] = grid_boxes_cxcywh(cell, side=side, shift=0.002 * (self.forwards // self.objects % 5))
+        # One pixel (at 320 px) further right on every frame, so each frame's template crop differs (the prompt cache
+        # is keyed by crop content: a repeated crop would be a cache hit, not an encoder run).
+        frame = self.forwards // self.objects
+        boxes[0, :1] = grid_boxes_cxcywh(cell, side=side, shift=(frame % 40) / 320.0)
         pooled = torch.full_like(raw.pooled_logits, LOW_LOGIT)
         pooled[0, 0] = HIGH_LOGIT
         iou = raw.iou_logits.clone()
