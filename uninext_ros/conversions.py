@@ -89,19 +89,25 @@ def rgb_to_image(rgb: np.ndarray, header: Header, *, encoding: str = "rgb8") -> 
 
 
 def instances_to_msg(instances: Instances, header: Header, *, latency_ms: float = 0.0) -> InstanceArray:
-    """Session output -> uninext_msgs/InstanceArray carrying the source image's header."""
+    """Session output -> uninext_msgs/InstanceArray carrying the source image's header.
+
+    Masks are RLE-encoded once (`Instances.rles`, cached); the numeric columns are read with one `tolist` each
+    rather than one numpy scalar conversion per field.
+    """
     rles = instances.rles()
     height, width = instances.image_size
-    items = []
-    for i in range(len(instances)):
-        x_min, y_min, x_max, y_max = (float(v) for v in instances.boxes_xyxy[i])
-        mask = RleMask(height=height, width=width, counts=rles[i].counts if rles is not None else "")
-        items.append(Instance(track_id=int(instances.track_ids[i]), label=instances.labels[i],
-                              class_index=int(instances.class_indices[i]), score=float(instances.scores[i]),
-                              box=BoundingBox(x_min=x_min, y_min=y_min, x_max=x_max, y_max=y_max), mask=mask,
-                              prompt_id=int(instances.prompt_id)))
+    prompt_id = int(instances.prompt_id)
+    track_ids = instances.track_ids.tolist()
+    class_indices = instances.class_indices.tolist()
+    scores = instances.scores.tolist()
+    items = [Instance(track_id=int(track_ids[i]), label=instances.labels[i], class_index=int(class_indices[i]),
+                      score=float(scores[i]),
+                      box=BoundingBox(x_min=float(x_min), y_min=float(y_min), x_max=float(x_max), y_max=float(y_max)),
+                      mask=RleMask(height=height, width=width, counts=rles[i].counts if rles is not None else ""),
+                      prompt_id=prompt_id)
+             for i, (x_min, y_min, x_max, y_max) in enumerate(instances.boxes_xyxy.tolist())]
     timings = instances.timings
-    return InstanceArray(header=header, task=instances.task, prompt_id=int(instances.prompt_id), instances=items,
+    return InstanceArray(header=header, task=instances.task, prompt_id=prompt_id, instances=items,
                          preprocess_ms=timings.preprocess_ms, inference_ms=timings.inference_ms,
                          postprocess_ms=timings.postprocess_ms, latency_ms=float(latency_ms))
 
