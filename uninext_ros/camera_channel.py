@@ -86,6 +86,16 @@ class CameraChannel:
             slot, self._slot = self._slot, None
         return slot
 
+    def discard(self) -> bool:
+        """Drop the parked frame, if any, counting it as dropped (the node stops serving or starts again, so it
+        will never be processed: a frame from before a deactivation is stale after it). True when one was parked."""
+        with self._slot_lock:
+            dropped = self._slot is not None
+            self._slot = None
+            if dropped:
+                self.stats.dropped += 1
+        return dropped
+
     def has_frame(self) -> bool:
         with self._slot_lock:
             return self._slot is not None

@@ -3,7 +3,8 @@
 A lifecycle node (yolo_ros layout):
   configure  reads the parameters, loads the model once and builds one session per camera, creates publishers;
   activate   subscribes to the cameras and the prompt topics, offers the services, starts the inference worker;
-  deactivate stops the worker and drops subscriptions and services (the model stays loaded);
+  deactivate stops the worker (after the frame in flight; a parked frame is dropped and counted) and drops
+             subscriptions and services (the model stays loaded);
   cleanup    releases the sessions and the model (GPU memory included).
 
 Threads: image callbacks only park the newest message per camera (older unprocessed frames are dropped and counted);
@@ -110,6 +111,8 @@ class PerceptionNode(LifecycleNode):
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         params = self._params
         assert params is not None  # activate follows a successful configure
+        for channel in self._channels.values():
+            channel.discard()  # a frame parked by a callback that ran after the last deactivation is stale now
         image_type = CompressedImage if params.use_compressed else Image
         image_topic = params.image_topic.strip("/") + ("/compressed" if params.use_compressed else "")
         qos = image_qos(reliability=params.image_reliability, depth=params.image_depth)
@@ -200,6 +203,8 @@ class PerceptionNode(LifecycleNode):
         if self._worker is not None:
             self._worker.join(timeout=30.0)
             self._worker = None
+        for channel in self._channels.values():
+            channel.discard()  # counted as dropped, so received = processed + dropped + rejected once stopped
 
     # ---------------------------------------------------------------------------------------------- frames
     def _on_image(self, channel: CameraChannel, msg: Image | CompressedImage) -> None:
@@ -215,9 +220,11 @@ class PerceptionNode(LifecycleNode):
                 if not any(c.has_frame() for c in channels):
                     self._wake.wait(timeout=0.1)
             for offset in range(len(channels)):
+                if self._stop.is_set():
+                    break  # frames still parked are discarded (and counted) by _stop_worker
                 channel = channels[(turn + offset) % len(channels)]
                 slot = channel.take()
-                if slot is not None and not self._stop.is_set():
+                if slot is not None:
                     self._process(channel, slot)
             turn += 1
 
