@@ -23,6 +23,8 @@ Groups (session_cases.py has the details):
 Median and p90 wall time over the timed frames after `--warmup` frames, median process CPU time per frame (every
 thread): on a shared machine the wall time carries the other processes' load, the CPU time much less. One JSON line
 per (case, backend), then the tables; `--out` writes date, load, command, JSON lines and tables to a file.
+Runtime: about 4 min with --threads 1 at load 3-4 on the shared 2-core machine; --threads 2 there took 17 min
+(both backends' thread pools spin while waiting for a busy core; bench/results/session.txt has the figures).
 
     .venv/bin/python bench/session.py [--threads 2] [--frames 8] [--warmup 2] [--backend torch|onnxruntime|both]
         [--groups tasks prompt classes tracks vos] [--export-dir DIR] [--out bench/results/session.txt]
