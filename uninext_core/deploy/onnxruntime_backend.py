@@ -38,6 +38,9 @@ class OnnxRuntimeBackend(ExportedBackend):
         providers: ONNX Runtime execution providers in priority order; None: `default_providers()`.
         intra_op_threads: threads per operator; None lets ONNX Runtime choose (one per physical core).
         verify_files: check every file's SHA-256 against the manifest first (catches truncated copies early).
+        spin_wait: let idle worker threads busy-wait between operators (ONNX Runtime's own default). Off here: on
+            a robot's shared CPU the spinning takes cores from the other nodes and, under load, from our own next
+            operator (bench/results/session.txt: main network 369 -> 287 ms at 2 threads under load with it off).
 
     Raises:
         ValueError: missing or invalid manifest, missing/corrupt/truncated ONNX file, unknown provider.
@@ -50,7 +53,7 @@ class OnnxRuntimeBackend(ExportedBackend):
     name = "onnxruntime"
 
     def __init__(self, export_dir: str | Path, *, providers: Sequence[str] | None = None,
-                 intra_op_threads: int | None = None, verify_files: bool = True) -> None:
+                 intra_op_threads: int | None = None, verify_files: bool = True, spin_wait: bool = False) -> None:
         self.export_dir = Path(export_dir)
         self.manifest = ExportManifest.load(self.export_dir)
         if verify_files:
@@ -69,6 +72,7 @@ class OnnxRuntimeBackend(ExportedBackend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.intra_op_num_threads = intra_op_threads or 0
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_wait else "0")
         self._options = options
         self._sessions = {name: self._open(name) for name in self.manifest.parts}
         logger.info("onnxruntime backend on %s (%s, image %s, prompt buckets %s, providers %s)", self.export_dir,
