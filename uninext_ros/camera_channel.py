@@ -1,8 +1,8 @@
 """One camera served by the perception node: its newest-frame slot, its session, its publishers and counters.
 
 The image callback only parks the newest message in a one-element slot (an older unprocessed frame is dropped and
-counted); the node's inference worker takes it from there. So memory stays bounded whatever the camera rate, and
-the frame processed is always the newest one.
+counted); the node's frame processing (perception_node) takes it from there. So memory stays bounded whatever the
+camera rate, and the frame processed is always the newest one.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class ChannelStats:
 
 
 class CameraChannel:
-    """State of one camera namespace. Thread-safe between the image callback and the inference worker.
+    """State of one camera namespace. Thread-safe between image callbacks and the frame processing.
 
     Args:
         namespace: camera namespace ("" = the node's own).

@@ -2,15 +2,18 @@
 
 A lifecycle node (yolo_ros layout):
   configure  reads the parameters, loads the model once and builds one session per camera, creates publishers;
-  activate   subscribes to the cameras and the prompt topics, offers the services, starts the inference worker;
-  deactivate stops the worker (after the frame in flight; a parked frame is dropped and counted) and drops
+  activate   subscribes to the cameras and the prompt topics, offers the services, starts processing frames;
+  deactivate stops processing (after the frame in flight; a parked frame is dropped and counted) and drops
              subscriptions and services (the model stays loaded);
   cleanup    releases the sessions and the model (GPU memory included).
 
-Threads: image callbacks only park the newest message per camera (older unprocessed frames are dropped and counted);
-one inference worker thread processes the newest frame of each camera in turn; prompt topics, services, parameter
-changes and diagnostics run in their own callback groups of a multi-threaded executor, so they answer while a frame is
-being processed (a prompt change waits at most for the frame in flight, then applies to the next one).
+Threads (spin the node with a multi-threaded executor, as main() does): an image callback parks the newest message
+of its camera (an older unprocessed frame is dropped and counted); then, unless another image callback is already
+processing, it processes the newest frame of each camera in turn until none is parked, in the executor thread it runs
+in: one frame at a time, and no hand-off to another thread (the wake-up of a worker thread cost about 0.5 ms a frame
+at 640x480 in bench/node_overhead.py on the shared 2-core machine). Prompt topics, services, parameter changes and
+diagnostics run in their own callback group on the other executor threads, so they answer while a frame is being
+processed (a prompt change waits at most for the frame in flight, then applies to the next one).
 """
 
 from __future__ import annotations
@@ -73,9 +76,10 @@ class PerceptionNode(LifecycleNode):
         self._active_entities: list[Any] = []
         self._diagnostics_publisher = None
         self._diagnostics_timer = None
-        self._worker: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._wake = threading.Condition()
+        self._stop = threading.Event()  # set while frames must not be processed (not active, or stopping)
+        self._stop.set()
+        self._processing = threading.Lock()  # held by the image callback that processes frames
+        self._turn = 0  # round robin over the cameras
         self._last_prompt_error = ""
         self._image_group = ReentrantCallbackGroup()
         self._control_group = MutuallyExclusiveCallbackGroup()
@@ -136,8 +140,6 @@ class PerceptionNode(LifecycleNode):
         self._diagnostics_timer = self.create_timer(params.diagnostics_period, self._publish_diagnostics,
                                                     callback_group=group)
         self._stop.clear()
-        self._worker = threading.Thread(target=self._inference_loop, name="uninext_inference", daemon=True)
-        self._worker.start()
         if params.initial_classes.strip():
             initial = params.initial_classes
             accepted, reason, _ = self._handle_prompt_safely(lambda: classes_from_string(initial))
@@ -147,7 +149,7 @@ class PerceptionNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self._stop_worker()
+        self._stop_processing()
         self._destroy_active_entities()
         self.get_logger().info("inactive")
         return super().on_deactivate(state)
@@ -161,8 +163,8 @@ class PerceptionNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def stop(self) -> None:
-        """Stop the worker and free everything (also used on SIGINT, where no transition runs)."""
-        self._stop_worker()
+        """Stop processing and free everything (also used on SIGINT, where no transition runs)."""
+        self._stop_processing()
         self._destroy_active_entities()
         self._release()
 
@@ -196,37 +198,44 @@ class PerceptionNode(LifecycleNode):
             self.destroy_timer(self._diagnostics_timer)
             self._diagnostics_timer = None
 
-    def _stop_worker(self) -> None:
+    def _stop_processing(self) -> None:
+        """No frame is processed after this returns: waits for the frame in flight, if any."""
         self._stop.set()
-        with self._wake:
-            self._wake.notify_all()
-        if self._worker is not None:
-            self._worker.join(timeout=30.0)
-            self._worker = None
+        if self._processing.acquire(timeout=30.0):
+            self._processing.release()
         for channel in self._channels.values():
             channel.discard()  # counted as dropped, so received = processed + dropped + rejected once stopped
 
     # ---------------------------------------------------------------------------------------------- frames
     def _on_image(self, channel: CameraChannel, msg: Image | CompressedImage) -> None:
         channel.offer(msg)
-        with self._wake:
-            self._wake.notify()
-
-    def _inference_loop(self) -> None:
-        channels = list(self._channels.values())
-        turn = 0
         while not self._stop.is_set():
-            with self._wake:
-                if not any(c.has_frame() for c in channels):
-                    self._wake.wait(timeout=0.1)
+            if not self._processing.acquire(blocking=False):
+                return  # the callback processing frames takes this one: it looks again after letting go
+            try:
+                self._process_parked()
+            finally:
+                self._processing.release()
+            if not any(c.has_frame() for c in self._channels.values()):
+                return
+            # a frame was parked after the last look but before the release: process it here
+
+    def _process_parked(self) -> None:
+        """The newest parked frame of each camera in turn, until no camera has one (or processing stops)."""
+        channels = list(self._channels.values())
+        while True:
+            took = False
             for offset in range(len(channels)):
                 if self._stop.is_set():
-                    break  # frames still parked are discarded (and counted) by _stop_worker
-                channel = channels[(turn + offset) % len(channels)]
+                    return  # frames still parked are discarded (and counted) by _stop_processing
+                channel = channels[(self._turn + offset) % len(channels)]
                 slot = channel.take()
                 if slot is not None:
+                    took = True
                     self._process(channel, slot)
-            turn += 1
+            self._turn += 1
+            if not took:
+                return
 
     def _process(self, channel: CameraChannel, slot: FrameSlot) -> None:
         msg = slot.msg
