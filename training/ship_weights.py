@@ -38,6 +38,18 @@ from uninext_core.train.recipe import load_recipe
 logger = logging.getLogger("training.ship_weights")
 
 SIZE_LIMIT_BYTES = 30 * 1024 * 1024  # the issue's budget for the shipped file
+SOURCE_KEY = "shipped.source"  # header: the training checkpoint's file name
+FINAL_KEY = "shipped.final"  # header: "true" only for the end of the video stage (stage 3's model_final)
+
+
+def is_final_video_checkpoint(checkpoint: Path, video: bool) -> bool:
+    """True for the last checkpoint of the video stage; anything else ships as an interim snapshot."""
+    return video and checkpoint.name == "model_final.safetensors"
+
+
+def shipped_is_final(path: Path) -> bool:
+    """Whether shipped weights are the end of training (header `shipped.final`), not an interim snapshot."""
+    return ckpt.read_checkpoint(path).metadata.get(FINAL_KEY) == "true"
 
 
 def recompute_batch_norms(model: torch.nn.Module, config: UninextConfig, recipe_path: Path, num_batches: int) -> int:
@@ -70,13 +82,14 @@ def ship(checkpoint: Path, out: Path, *, recipe: Path | None, precise_bn_batches
         model = build_model(video_cfg)
         fresh = ckpt.init_from_checkpoint(model, staged, config=video_cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
+    final = is_final_video_checkpoint(checkpoint, source_cfg.video)
     ckpt.save_model(model.eval(), out, config=video_cfg, step=step, include_text_encoder=not video_cfg.text.frozen,
-                    dtype=torch.float16)
+                    dtype=torch.float16, extra_metadata={SOURCE_KEY: checkpoint.name, FINAL_KEY: str(final).lower()})
     size = out.stat().st_size
     if size > SIZE_LIMIT_BYTES:
         logger.warning("%s is %.1f MB, over the %d MB budget", out, size / 2**20, SIZE_LIMIT_BYTES // 2**20)
     return {"out": str(out), "bytes": size, "source": str(checkpoint), "source_step": step,
-            "source_video": source_cfg.video, "untrained_tensors": len(fresh),
+            "source_video": source_cfg.video, "final": final, "untrained_tensors": len(fresh),
             "parameters_without_text_encoder": sum(p.numel() for n, p in model.named_parameters()
                                                    if not n.startswith(ckpt.TEXT_ENCODER_PREFIX))}
 

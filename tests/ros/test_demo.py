@@ -4,7 +4,8 @@ Whole runs start the CLI in its own process, which starts the real perception_no
 * random tiny weights (saved as a trained model would be): the plumbing (all three prompts accepted, arrays scored,
   video, PNG frames and summaries well-formed, a clean SIGINT stop);
 * a broken weights file: the node fails to configure and the demo says so with the node's log tail;
-* the shipped weights: the prompted objects are found (skipped only while the package ships no weights).
+* the shipped weights: the prompted objects are found (skipped while the package ships no weights; a strict
+  expected failure while they are an interim training snapshot).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from geometry_msgs.msg import PolygonStamped
 from std_msgs.msg import String
 
+from training.ship_weights import shipped_is_final
 from uninext_core.checkpoint.safetensors_io import save_weights
 from uninext_core.config import tiny
 from uninext_core.deploy.loading import shipped_weights
@@ -306,6 +308,9 @@ def test_demo_shows_the_node_log_when_the_node_cannot_load_its_model(tmp_path: P
 @pytest.mark.slow
 @pytest.mark.skipif(not shipped_weights("tiny").is_file(),
                     reason="the package ships no weights yet (uninext_core/assets/uninext_tiny.safetensors)")
+@pytest.mark.xfail(shipped_weights("tiny").is_file() and not shipped_is_final(shipped_weights("tiny")), strict=True,
+                   reason="the shipped weights are an interim training snapshot (MODEL.md): the demo is expected not "
+                          "to find the prompted objects yet; strict, so a snapshot that does find them fails here")
 def test_demo_with_the_shipped_model_finds_the_prompted_objects(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     result = _run_demo(out, "--seconds-per-phase", "10", timeout_s=400)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from training.ship_weights import SIZE_LIMIT_BYTES, main
+from training.ship_weights import SIZE_LIMIT_BYTES, main, shipped_is_final
 from uninext_core.checkpoint import load_model
 from uninext_core.config import tiny
 from uninext_core.model.build import build_model
@@ -53,3 +53,15 @@ def test_bad_inputs_are_refused_with_exit_status_2(tmp_path, capsys) -> None:
     assert main(["--checkpoint", str(source), "--out", str(tmp_path / "x.safetensors"),
                  "--precise-bn-batches", "4"]) == 2
     assert "needs --recipe" in capsys.readouterr().err
+
+
+def test_only_the_end_of_the_video_stage_ships_as_final(tmp_path) -> None:
+    config = tiny(video=True)
+    model = build_model(config)
+    final = ckpt.save_model(model, tmp_path / "stage3" / "model_final.safetensors", config=config, step=6000)
+    interim = ckpt.save_model(model, tmp_path / "stage3" / "model_0004000.safetensors", config=config, step=4000)
+    for source, expected in ((final, True), (interim, False)):
+        out = tmp_path / f"shipped_{source.stem}.safetensors"
+        assert main(["--checkpoint", str(source), "--out", str(out)]) == 0
+        assert shipped_is_final(out) is expected
+        assert ckpt.read_checkpoint(out).metadata["shipped.source"] == source.name

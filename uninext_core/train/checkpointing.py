@@ -45,7 +45,8 @@ def _atomic_tmp(path: Path) -> Path:
 
 
 def save_model(model: nn.Module, path: str | Path, *, config: UninextConfig, step: int = 0,
-               include_text_encoder: bool = True, dtype: torch.dtype | None = None) -> Path:
+               include_text_encoder: bool = True, dtype: torch.dtype | None = None,
+               extra_metadata: dict[str, str] | None = None) -> Path:
     """Write the model's state dict with `save_weights` (config in the header), atomically.
 
     Args:
@@ -56,6 +57,7 @@ def save_model(model: nn.Module, path: str | Path, *, config: UninextConfig, ste
         include_text_encoder: False leaves out every `text_encoder.*` tensor (the packaged text encoder is
             rebuilt from its own files).
         dtype: cast floating-point tensors to this dtype (e.g. torch.float16 for shipping), None keeps them.
+        extra_metadata: more header entries (e.g. where shipped weights came from).
 
     Returns:
         The path written.
@@ -71,7 +73,7 @@ def save_model(model: nn.Module, path: str | Path, *, config: UninextConfig, ste
             value = value.to(dtype)
         tensors[key] = value.clone()  # no shared storage between entries (safetensors refuses it)
     tmp = _atomic_tmp(path)
-    save_weights(tmp, tensors, config=config, extra_metadata={STEP_KEY: str(int(step)),
+    save_weights(tmp, tensors, config=config, extra_metadata={**(extra_metadata or {}), STEP_KEY: str(int(step)),
                                                              TEXT_ENCODER_KEY: str(include_text_encoder).lower()})
     os.replace(tmp, path)
     return path
