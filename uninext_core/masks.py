@@ -79,8 +79,9 @@ def encode_mask(mask: np.ndarray) -> Rle:
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return _compress([height * width], height, width)
-    cols = np.flatnonzero(mask.any(axis=0))
-    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    y0, y1 = rows[0], rows[-1] + 1
+    cols = np.flatnonzero(mask[y0:y1].any(axis=0))  # only the rows that hold the mask
+    x0, x1 = cols[0], cols[-1] + 1
     crop_height = y1 - y0
     # Column-major crop with one zero row above and below each column, so no run crosses a column boundary.
     padded = np.zeros((x1 - x0, crop_height + 2), dtype=np.int8)
