@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 from session_planting import PlantedBackend, PlantedTemplateBackend
 
+from uninext_core.data.coco_names import COCO_NAMES
 from uninext_core.data.synthetic.scene import KINDS
 from uninext_core.data.synthetic.world import synth_video
 from uninext_core.deploy.backend import Backend
@@ -35,16 +36,6 @@ from uninext_core.tasks.timing import FrameCost
 
 SIDE = 320
 STAGES = tuple(f.name for f in fields(FrameCost))
-COCO_NAMES = (  # the 80 COCO class names in dataset order
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow", "elephant",
-    "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard",
-    "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange", "broccoli",
-    "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant", "bed", "dining table", "toilet",
-    "tv", "laptop", "mouse", "remote", "keyboard", "cell phone", "microwave", "oven", "toaster", "sink",
-    "refrigerator", "book", "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
-)
 BDD = ("pedestrian", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle")
 EXPRESSION = "the large red circle"
 VOS_OBJECTS = (1, 2, 4)
