@@ -61,8 +61,13 @@ def recompute_batch_norms(model: torch.nn.Module, config: UninextConfig, recipe_
                            num_batches)
 
 
-def ship(checkpoint: Path, out: Path, *, recipe: Path | None, precise_bn_batches: int) -> dict[str, object]:
-    """Write the shipped weights; returns a summary (sizes, parameters, source step)."""
+def ship(checkpoint: Path, out: Path, *, recipe: Path | None, precise_bn_batches: int,
+         keep_variant: bool = False) -> dict[str, object]:
+    """Write the shipped weights; returns a summary (sizes, parameters, source step).
+
+    `keep_variant` keeps an image checkpoint an image model: a compact (float16, no packaged text encoder) start for
+    the next training stage when the full run folder is gone (`init_checkpoint` accepts it).
+    """
     stored = ckpt.read_checkpoint(checkpoint)
     source_cfg = stored.config
     step = int(stored.metadata.get(ckpt.STEP_KEY, "0"))
@@ -75,7 +80,7 @@ def ship(checkpoint: Path, out: Path, *, recipe: Path | None, precise_bn_batches
         logger.info("recomputed %d BatchNorm layers over %d batches", updated, precise_bn_batches)
     # The preset's video model with the trained text settings (training builds configs the same way: preset +
     # frozen text encoder, uninext_core.train.loop.model_config).
-    video_cfg = source_cfg if source_cfg.video else get_preset(source_cfg.name, video=True).replace(
+    video_cfg = source_cfg if source_cfg.video or keep_variant else get_preset(source_cfg.name, video=True).replace(
         text=source_cfg.text)
     with tempfile.TemporaryDirectory() as tmp:
         staged = ckpt.save_model(image_model, Path(tmp) / "source.safetensors", config=source_cfg, step=step)
@@ -102,12 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="output .safetensors")
     parser.add_argument("--recipe", type=Path, default=None, help="the stage recipe (for --precise-bn-batches)")
     parser.add_argument("--precise-bn-batches", type=int, default=0, help="recompute BatchNorm statistics first")
+    parser.add_argument("--keep-variant", action="store_true",
+                        help="keep an image checkpoint an image model (a compact start for the next training stage)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     try:
-        summary = ship(args.checkpoint, args.out, recipe=args.recipe, precise_bn_batches=args.precise_bn_batches)
+        summary = ship(args.checkpoint, args.out, recipe=args.recipe, precise_bn_batches=args.precise_bn_batches,
+                       keep_variant=args.keep_variant)
     except (ValueError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -65,3 +65,18 @@ def test_only_the_end_of_the_video_stage_ships_as_final(tmp_path) -> None:
         assert main(["--checkpoint", str(source), "--out", str(out)]) == 0
         assert shipped_is_final(out) is expected
         assert ckpt.read_checkpoint(out).metadata["shipped.source"] == source.name
+
+
+def test_keep_variant_gives_a_compact_image_start_for_the_next_stage(tmp_path) -> None:
+    torch.manual_seed(1)
+    config = tiny(video=False)
+    trained = build_model(config)
+    source = ckpt.save_model(trained, tmp_path / "model_final.safetensors", config=config, step=6000)
+    compact = tmp_path / "tiny_stage1_final.safetensors"
+    assert main(["--checkpoint", str(source), "--out", str(compact), "--keep-variant"]) == 0
+    assert not ckpt.read_checkpoint(compact).config.video
+    next_stage = build_model(config)
+    assert ckpt.init_from_checkpoint(next_stage, compact, config=config) == []  # every tensor filled
+    for key, tensor in next_stage.state_dict().items():
+        if tensor.is_floating_point() and not key.startswith("text_encoder."):
+            torch.testing.assert_close(tensor, trained.state_dict()[key].half().float(), rtol=0, atol=0, msg=key)
