@@ -184,11 +184,10 @@ class LoadReport:
 def serve(namespace: str, delay_s: float, diagnostics_period_s: float) -> None:
     """Child process: the real PerceptionNode with FakeProvider(delay_s), run as the executable's main() runs it."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.executors import ExternalShutdownException
     from rclpy.parameter import Parameter
 
-    from uninext_ros.perception_node import PerceptionNode
+    from uninext_ros.perception_node import PerceptionNode, serve
 
     spec = importlib.util.spec_from_file_location("uninext_test_fake_session", FAKE_SESSION)
     fake = importlib.util.module_from_spec(spec)
@@ -199,17 +198,7 @@ def serve(namespace: str, delay_s: float, diagnostics_period_s: float) -> None:
             node = PerceptionNode(namespace=namespace, session_provider=fake.FakeProvider(delay_s=delay_s),
                                   parameter_overrides=[Parameter("initial_classes", value="cup"),
                                                        Parameter("diagnostics_period", value=diagnostics_period_s)])
-            executor = MultiThreadedExecutor(num_threads=4)
-            executor.add_node(node)
-            try:
-                if node.trigger_configure() != TransitionCallbackReturn.SUCCESS or \
-                        node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                    raise SystemExit("the node did not configure and activate")
-                print("ready", flush=True)
-                executor.spin()
-            finally:
-                node.stop()
-                node.destroy_node()
+            serve(node, start=True, require_active=True, on_active=lambda: print("ready", flush=True))
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
 

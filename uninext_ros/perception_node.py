@@ -387,22 +387,41 @@ class PerceptionNode(LifecycleNode):
         return Header(stamp=self.get_clock().now().to_msg())
 
 
+def serve(node: PerceptionNode, *, start: bool, require_active: bool = False,
+          on_active: Callable[[], None] | None = None) -> None:
+    """Spin `node` on a multi-threaded executor (inference on one thread, prompts and services on the others) until
+    shutdown, then stop and destroy it.
+
+    Args:
+        node: the perception node.
+        start: configure and activate it first (a failed configure leaves it unconfigured and still spinning, so the
+            lifecycle services can retry, unless `require_active`).
+        require_active: raise SystemExit when it cannot be brought up (benchmarks and tests).
+        on_active: called once the node is active.
+    """
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        if start:
+            active = node.trigger_configure() == TransitionCallbackReturn.SUCCESS and \
+                node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+            if require_active and not active:
+                raise SystemExit("the node did not configure and activate")
+            if active and on_active is not None:
+                on_active()
+        executor.spin()
+    finally:
+        node.stop()
+        node.destroy_node()
+
+
 def main(args: list[str] | None = None) -> None:
     """`ros2 run uninext_ros perception_node`: the node with the model named by its parameters; it configures and
     activates itself unless the `autostart` parameter is false. Stops cleanly on SIGINT."""
     try:
         with rclpy.init(args=args):
             node = PerceptionNode(session_provider=ModelSessionProvider())
-            executor = MultiThreadedExecutor(num_threads=4)
-            executor.add_node(node)
-            try:
-                if node.get_parameter("autostart").value and \
-                        node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-                    node.trigger_activate()
-                executor.spin()
-            finally:
-                node.stop()
-                node.destroy_node()
+            serve(node, start=node.get_parameter("autostart").value)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
 
