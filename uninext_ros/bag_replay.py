@@ -13,11 +13,8 @@ arrival minus publication, as a subscriber on the robot would measure it.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -42,6 +39,7 @@ from uninext_ros.bag_io import COMPRESSED_TYPE, INSTANCES_TYPE, BagOutput, Frame
 from uninext_ros.bag_offline import OutputRecorder
 from uninext_ros.bag_scenario import PlacedPrompt
 from uninext_ros.conversions import compressed_to_rgb, msg_to_instances, ns_to_stamp, rgb_to_image, stamp_to_ns
+from uninext_ros.node_command import perception_node_command
 from uninext_ros.prompt_conversions import msg_from_request
 
 logger = logging.getLogger(__name__)
@@ -66,18 +64,6 @@ class ReplayResult:
     prompt_answers: list[tuple[str, bool, str]]
     node_log: list[str] = field(default_factory=list)
     bag: Path | None = None
-
-
-def node_command(*, namespace: str, parameters: dict[str, Any]) -> list[str]:
-    """The perception_node command line (the installed executable beside this Python, else the module)."""
-    executable = shutil.which("perception_node", path=os.path.dirname(sys.executable))
-    command = [executable] if executable else [sys.executable, "-m", "uninext_ros.perception_node"]
-    command += ["--ros-args", "-r", f"__ns:={namespace}"]
-    for name, value in parameters.items():
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        if text != "":
-            command += ["-p", f"{name}:={text}"]
-    return command
 
 
 class _Peer:
@@ -148,7 +134,7 @@ def replay_bag(*, reader: Any, bag: Path, image_topic: str, headers: Sequence[Fr
     compressed = connections[0].msgtype == COMPRESSED_TYPE
     namespace = f"/uninext_replay_{uuid.uuid4().hex[:8]}"
     parameters = {**node_parameters, "use_compressed": compressed, "image_topic": "image", "initial_classes": ""}
-    process = subprocess.Popen(node_command(namespace=namespace, parameters=parameters), stdout=subprocess.PIPE,
+    process = subprocess.Popen(perception_node_command(parameters, namespace=namespace), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     log: list[str] = []
     threading.Thread(target=lambda: log.extend(process.stdout), daemon=True).start()

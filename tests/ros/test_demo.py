@@ -30,7 +30,7 @@ from uninext_core.deploy.loading import shipped_weights
 from uninext_core.model.build import build_model
 from uninext_ros.conversions import stamp_to_ns
 from uninext_ros.demo.cli import main as demo_main
-from uninext_ros.demo.node_process import isolate_ros, parameter_arguments
+from uninext_ros.demo.node_process import isolate_ros
 from uninext_ros.demo.planner import (
     PlannedPrompt,
     PromptOutcome,
@@ -50,6 +50,7 @@ from uninext_ros.demo.summary import (
     write_summary,
 )
 from uninext_ros.demo.video import DemoVideo, FrameTruth, make_demo_video
+from uninext_ros.node_command import perception_node_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -211,7 +212,9 @@ def test_caption_bar_sits_above_the_frame() -> None:
 
 
 def test_node_arguments_and_ros_isolation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    args = parameter_arguments({"checkpoint": "", "backend": "torch", "autostart": True, "score_threshold": 0.5})
+    args = perception_node_command({"checkpoint": "", "backend": "torch", "autostart": True,
+                                    "score_threshold": 0.5})
+    assert "__ns:=" not in " ".join(args)  # the root namespace unless one is given
     assert args[args.index("-p") + 1:] == ["backend:=torch", "-p", "autostart:=true", "-p", "score_threshold:=0.5"]
     for name in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "ROS_LOG_DIR"):
         monkeypatch.setenv(name, "unchanged")

@@ -13,7 +13,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -23,7 +22,9 @@ from typing import IO
 from lifecycle_msgs.srv import GetState
 from rclpy.node import Node
 
-NODE_NAME = "uninext_perception"
+from uninext_ros.node_command import perception_node_command
+
+NODE_NAME = "uninext_perception"  # PerceptionNode's default name
 
 
 class NodeStartError(RuntimeError):
@@ -89,23 +90,6 @@ def isolate_ros(*, domain_id: int | None = None, log_dir: str | Path | None = No
     return RosIsolation(domain_id, folder, temporary)
 
 
-def perception_node_command() -> list[str]:
-    """The installed `perception_node` console script beside this interpreter, else its module."""
-    script = shutil.which("perception_node", path=os.path.dirname(sys.executable))
-    return [script] if script else [sys.executable, "-m", "uninext_ros.perception_node"]
-
-
-def parameter_arguments(parameters: dict[str, str | int | float | bool]) -> list[str]:
-    """`--ros-args` naming the node and setting `parameters` ("" values are skipped: they keep their default)."""
-    args = ["--ros-args", "-r", f"__node:={NODE_NAME}"]
-    for name, value in parameters.items():
-        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-        if text == "":
-            continue  # an empty value is the parameter's default
-        args += ["-p", f"{name}:={text}"]
-    return args
-
-
 class NodeProcess:
     """The perception node in its own process.
 
@@ -119,7 +103,7 @@ class NodeProcess:
                  threads: int | None = None) -> None:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be None or >= 1, got {threads}")
-        self.command = perception_node_command() + parameter_arguments({**parameters, "autostart": True})
+        self.command = perception_node_command({**parameters, "autostart": True})
         self.log_path = Path(log_path)
         self._threads = threads
         self._process: subprocess.Popen | None = None
