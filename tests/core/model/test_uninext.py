@@ -9,7 +9,6 @@ import torch
 
 from uninext_core.config import tiny
 from uninext_core.model.build import build_model
-from uninext_core.model.deform_attn import MSDeformAttn
 from uninext_core.model.mask_head import dynamic_mask_logits, masks_for_queries
 from uninext_core.model.outputs import RawOutputs, TrainOutputs
 from uninext_core.model.prompt_features import PromptFeatures
@@ -124,18 +123,8 @@ def test_train_outputs_agree_with_raw_outputs_and_split_denoising(model: Uninext
     assert plain.denoising.meta.num_queries == 0
 
 
-def test_every_trainable_parameter_gets_a_gradient(model: Uninext):
-    model = copy.deepcopy(model).train()
-    # Official zero inits block some gradients at step 0: the box MLPs' last layers (-> their hidden layers) and the
-    # MSDA query projections (-> everything that only feeds queries, e.g. level_embed). Give them small values so the
-    # test sees every connection.
-    with torch.no_grad():
-        for head in model.bbox_embed:
-            head.layers[-1].weight.normal_(0.0, 1e-3)
-        for module in model.modules():
-            if isinstance(module, MSDeformAttn):
-                module.sampling_offsets.weight.normal_(0.0, 1e-3)
-                module.attention_weights.weight.normal_(0.0, 1e-3)
+def test_every_trainable_parameter_gets_a_gradient(model: Uninext, unblock_zero_inits):
+    model = unblock_zero_inits(copy.deepcopy(model).train())  # see tests/core/conftest.py
     images, pixel_mask = image_batch(2, 128, 160, [(128, 160), (100, 150)], seed=3)
     targets = [torch.tensor([[0.5, 0.5, 0.3, 0.4]]), torch.tensor([[0.3, 0.6, 0.2, 0.3], [0.7, 0.2, 0.2, 0.1]])]
     total = torch.zeros(())

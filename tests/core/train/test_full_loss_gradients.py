@@ -8,7 +8,6 @@ import torch
 
 from uninext_core.config import tiny
 from uninext_core.model.build import build_model
-from uninext_core.model.deform_attn import MSDeformAttn
 from uninext_core.train.batching import FrameTargets
 from uninext_core.train.criterion import ReferenceFrame, SetCriterion
 
@@ -25,17 +24,10 @@ def _targets(height: int, width: int) -> list[FrameTargets]:
                          masks=masks, ids=torch.tensor([3, 7]), image_size_hw=(height, width), original_height=height)]
 
 
-def test_every_trainable_parameter_gets_a_gradient_from_the_training_loss() -> None:
+def test_every_trainable_parameter_gets_a_gradient_from_the_training_loss(unblock_zero_inits) -> None:
     torch.manual_seed(0)
     cfg = tiny()
-    model = copy.deepcopy(build_model(cfg)).train()
-    with torch.no_grad():  # official zero inits block some paths at step 0 (see test_uninext.py)
-        for head in model.bbox_embed:
-            head.layers[-1].weight.normal_(0.0, 1e-3)
-        for module in model.modules():
-            if isinstance(module, MSDeformAttn):
-                module.sampling_offsets.weight.normal_(0.0, 1e-3)
-                module.attention_weights.weight.normal_(0.0, 1e-3)
+    model = unblock_zero_inits(copy.deepcopy(build_model(cfg)).train())
     criterion = SetCriterion(num_decoder_layers=cfg.transformer.num_decoder_layers)
     height, width = 128, 160
     images = torch.randn(1, 3, height, width)

@@ -1,0 +1,31 @@
+"""Fixtures shared by the core tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from uninext_core.model.deform_attn import MSDeformAttn
+from uninext_core.model.uninext import Uninext
+
+
+def _unblock_zero_inits(model: Uninext) -> Uninext:
+    """Give small values to the official zero inits that block some gradients at step 0: the box MLPs' last layers
+    (-> their hidden layers) and the MSDA query projections (-> everything that only feeds queries, e.g.
+    level_embed), so a gradient test sees every connection. Returns `model`, changed in place."""
+    with torch.no_grad():
+        for head in model.bbox_embed:
+            head.layers[-1].weight.normal_(0.0, 1e-3)
+        for module in model.modules():
+            if isinstance(module, MSDeformAttn):
+                module.sampling_offsets.weight.normal_(0.0, 1e-3)
+                module.attention_weights.weight.normal_(0.0, 1e-3)
+    return model
+
+
+@pytest.fixture
+def unblock_zero_inits() -> Callable[[Uninext], Uninext]:
+    """See `_unblock_zero_inits`."""
+    return _unblock_zero_inits
