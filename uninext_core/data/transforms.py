@@ -118,7 +118,7 @@ def crop(image: np.ndarray, target: Target, *, box_xywh: tuple[int, int, int, in
     masks = target.masks
     if masks is not None:
         masks = masks[:, y0:y0 + h, x0:x0 + w]
-        keep &= masks.reshape(len(masks), -1).any(axis=1)
+        keep &= masks.any(axis=(1, 2))  # also right for zero instances
     cropped = replace(target, boxes_xyxy_px=boxes, masks=masks)
     return out, cropped.select(keep)
 

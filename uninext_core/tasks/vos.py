@@ -99,7 +99,7 @@ class VosRunner:
                 scores.append(score)
         with cost.measure("tracking_ms"):
             masks = soft_aggregate(torch.stack(probs)).cpu().numpy()
-        present = masks.reshape(len(masks), -1).any(axis=1)
+        present = masks.any(axis=(1, 2))
         boxes = np.zeros((len(masks), 4), np.float32)
         for row in np.flatnonzero(present):
             boxes[row] = tight_box_xyxy(masks[row])

@@ -115,7 +115,7 @@ def paint_objects(
         pattern = _texture_pattern(obj, cols.astype(np.float32) + 0.5, rows.astype(np.float32) + 0.5)
         pixels = np.where(pattern[:, None], _shade(COLOURS[obj.colour]), base)
         canvas[rows, cols] = pixels.astype(np.uint8)
-    full_areas = masks.reshape(len(objects), -1).sum(axis=1).astype(np.int64)
+    full_areas = masks.sum(axis=(1, 2)).astype(np.int64)
     covered = np.zeros((height, width), dtype=bool)
     for k in range(len(objects) - 1, -1, -1):  # top to bottom
         top = masks[k].copy()

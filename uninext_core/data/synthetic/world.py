@@ -62,7 +62,7 @@ def synth_image(
     effects_seed = int(rng.integers(2**31))
     frame = render_frame(background, scene.objects, np.random.default_rng(effects_seed), noise_sigma=noise,
                          blur_probability=level.blur_probability)
-    keep = frame.visible_masks.reshape(len(scene.objects), -1).sum(axis=1) >= MIN_VISIBLE_PIXELS
+    keep = frame.visible_masks.sum(axis=(1, 2)) >= MIN_VISIBLE_PIXELS
     if not keep.all():  # redraw without objects too hidden to annotate, so the image shows only annotated ones
         scene = Scene(height, width, tuple(o for o, k in zip(scene.objects, keep, strict=True) if k))
         frame = render_frame(background, scene.objects, np.random.default_rng(effects_seed), noise_sigma=noise,
