@@ -53,7 +53,8 @@ def test_crop_drops_instance_whose_mask_left_even_if_box_overlaps():
 
 def test_crop_of_a_frame_without_instances_keeps_an_empty_target():
     # A video frame may show none of the clip's objects (stage 3 crashed here at step 248 before this was fixed).
-    empty = Target(np.zeros((0, 4), np.float32), np.zeros((0, 4, 6), bool), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    none = np.zeros(0, np.int64)
+    empty = Target(np.zeros((0, 4), np.float32), np.zeros((0, 4, 6), bool), none, none)
     out, cropped = crop(np.zeros((4, 6, 3), np.uint8), empty, box_xywh=(1, 1, 3, 2))
     assert out.shape == (2, 3, 3)
     assert len(cropped) == 0 and cropped.masks.shape == (0, 2, 3)
