@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--text-encoder-path", default="")
     parser.add_argument("--score-threshold", type=float, default=0.0, help="as the node's parameter (eval: 0)")
+    parser.add_argument("--best-class-only", action="store_true",
+                        help="as the node's parameter (eval: off, every (query, class) pair competes as in COCO AP)")
     parser.add_argument("--short-side", type=int, default=0, help="input short side (0: the preset's)")
     parser.add_argument("--max-size", type=int, default=0, help="input long-side bound (0: the preset's)")
     parser.add_argument("--rate", choices=("max", "bag"), default="max", help="offline pace")
@@ -92,7 +94,8 @@ def node_parameters(args: argparse.Namespace) -> dict[str, Any]:
     """The perception_node parameters equivalent to the options (the offline session uses the same values)."""
     return {"preset": args.preset, "checkpoint": args.checkpoint, "backend": args.backend, "device": args.device,
             "engine_path": args.engine_path, "text_encoder_path": args.text_encoder_path,
-            "score_threshold": args.score_threshold, "input_short_side": args.short_side,
+            "score_threshold": args.score_threshold, "best_class_only": args.best_class_only,
+            "input_short_side": args.short_side,
             "input_max_size": args.max_size}
 
 

@@ -102,6 +102,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("nms_threshold", 0.7, "Class-aware NMS IoU threshold (detection and segmentation).", minimum=0.0,
                   maximum=1.0, runtime=True),
     ParameterSpec("max_instances", 100, "Most instances per frame.", minimum=1, maximum=900, runtime=True),
+    ParameterSpec("best_class_only", True, "One label per object: each detection query keeps only its best class "
+                  "(false: every class scoring above the threshold, the official COCO rule).", runtime=True),
     ParameterSpec("track_init_threshold", 0.4, "Score needed to start a track (MOT/MOTS).", minimum=0.0,
                   maximum=1.0, runtime=True),
     ParameterSpec("track_match_threshold", 0.5, "Embedding similarity needed to continue a track.", minimum=0.0,
@@ -141,6 +143,7 @@ class NodeParams:
     score_threshold: float
     nms_threshold: float
     max_instances: int
+    best_class_only: bool
     track_init_threshold: float
     track_match_threshold: float
     track_memory_frames: int

@@ -79,6 +79,7 @@ class ModelSessionProvider:
             masks=params.publish_masks,
             score_threshold=params.score_threshold,
             max_instances=params.max_instances,
+            best_class_only=params.best_class_only,
             nms_threshold=params.nms_threshold,
             input_short_side=params.input_short_side or None,
             input_max_size=params.input_max_size or None,

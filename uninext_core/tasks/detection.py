@@ -24,7 +24,7 @@ from uninext_core.tasks.timing import FrameCost
 
 def decode_detection(raw: RawOutputs, *, prepared: PreparedFrame, backend: Backend, class_token_matrix: torch.Tensor,
                      names: Sequence[str], max_instances: int, nms_threshold: float, score_threshold: float,
-                     with_masks: bool) -> TaskResult:
+                     with_masks: bool, best_class_only: bool = False) -> TaskResult:
     """Instances of one frame for detection (with_masks False) or instance segmentation (True).
 
     Args:
@@ -37,6 +37,8 @@ def decode_detection(raw: RawOutputs, *, prepared: PreparedFrame, backend: Backe
         nms_threshold: class-aware NMS IoU.
         score_threshold: pairs scoring below this are dropped after the top-k (0 keeps all).
         with_masks: compute (N, H, W) bool masks.
+        best_class_only: keep only each query's best class before the top-k (one label per object); False is the
+            official rule, where every (query, class) pair competes.
 
     Returns:
         TaskResult in descending score order; class_indices index `names`; track_ids -1.
@@ -45,9 +47,14 @@ def decode_detection(raw: RawOutputs, *, prepared: PreparedFrame, backend: Backe
     num_classes = scores.shape[1]
     boxes = prepared.boxes_to_frame(raw.boxes_cxcywh[0])  # (Q, 4) frame pixels
     kept, _, _ = nms_on_best_class(boxes, scores, iou_threshold=nms_threshold)
-    pair_scores = scores[kept].flatten()  # (K·C,), row-major: pair p = (kept[p // C], p % C)
+    kept_scores = scores[kept]  # (K, C)
+    if best_class_only:
+        best = kept_scores.argmax(1, keepdim=True)
+        not_best = torch.ones_like(kept_scores, dtype=torch.bool).scatter_(1, best, False)
+        kept_scores = kept_scores.masked_fill(not_best, -1.0)  # scores are in [0, 1]: these are never chosen
+    pair_scores = kept_scores.flatten()  # (K·C,), row-major: pair p = (kept[p // C], p % C)
     top_scores, top_pairs = pair_scores.topk(min(max_instances, pair_scores.numel()))
-    chosen = top_scores >= score_threshold
+    chosen = (top_scores >= score_threshold) & (top_scores >= 0)
     top_scores, top_pairs = top_scores[chosen], top_pairs[chosen]
     queries = kept[top_pairs // num_classes]
     classes = (top_pairs % num_classes).cpu().numpy().astype(np.int64)
@@ -103,4 +110,5 @@ class DetectionRunner:
             return decode_detection(raw, prepared=prepared, backend=self._backend, class_token_matrix=self._matrix,
                                     names=self._names, max_instances=config.max_instances,
                                     nms_threshold=config.nms_threshold, score_threshold=config.score_threshold,
-                                    with_masks=config.masks and self.task == "instance_segmentation")
+                                    with_masks=config.masks and self.task == "instance_segmentation",
+                                    best_class_only=config.best_class_only)

@@ -25,6 +25,9 @@ class SessionConfig:
         score_threshold: instances scoring below this are not returned (official: 0, every top-k result is kept;
             the ROS node publishes from 0.3). Tracker and template state is updated regardless.
         max_instances: top-k over (query, class) pairs for detection / instance segmentation (official 100).
+        best_class_only: detection / instance segmentation: each query competes with its best class only, so one
+            object gets one label (official: False, a query may appear with several classes, which COCO AP
+            rewards; the ROS node publishes with True, as detectors for robots do).
         nms_threshold: class-aware box NMS IoU for detection / instance segmentation (official 0.7).
         input_short_side: resize frames so the short side has this many pixels; None: the model's test size.
         input_max_size: bound of the long side after resizing; None: the model's test bound.
@@ -46,6 +49,7 @@ class SessionConfig:
     masks: bool = True
     score_threshold: float = 0.0
     max_instances: int = 100
+    best_class_only: bool = False
     nms_threshold: float = 0.7
     input_short_side: int | None = None
     input_max_size: int | None = None

@@ -84,6 +84,22 @@ def test_top_k_after_class_aware_nms_over_query_class_pairs():
     np.testing.assert_allclose(thresholded.scores, [0.9, 0.8, math.sqrt(0.3), 0.5], atol=1e-5)
 
 
+def test_best_class_only_gives_each_query_one_label():
+    raw, caption = category_raw()
+    result = decode_detection(raw, prepared=prepared(), backend=fake.FakeBackend(),
+                              class_token_matrix=caption.class_token_matrix(), names=("cat", "dog"), max_instances=100,
+                              nms_threshold=0.7, score_threshold=0.0, with_masks=False, best_class_only=True)
+    # q1 is suppressed by NMS; q0 cat .9, q2 dog .8, q3 dog .5477, q4 (a tie: argmax takes cat) .1. The second
+    # classes of q0 (dog .4243) and q3 (cat .5) are gone.
+    np.testing.assert_allclose(result.scores, [0.9, 0.8, math.sqrt(0.3), 0.1], atol=1e-5)
+    assert result.labels == ["cat", "dog", "dog", "cat"]
+    np.testing.assert_allclose(result.boxes_xyxy, [QUERIES[i][0] for i in (0, 2, 3, 4)], atol=1e-4)
+    top2 = decode_detection(raw, prepared=prepared(), backend=fake.FakeBackend(),
+                            class_token_matrix=caption.class_token_matrix(), names=("cat", "dog"), max_instances=2,
+                            nms_threshold=0.7, score_threshold=0.0, with_masks=False, best_class_only=True)
+    assert top2.labels == ["cat", "dog"]
+
+
 def test_nms_threshold_is_applied_per_best_class():
     raw, caption = category_raw()
     loose = decode_detection(raw, prepared=prepared(), backend=fake.FakeBackend(),
