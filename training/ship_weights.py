@@ -71,19 +71,19 @@ def ship(checkpoint: Path, out: Path, *, recipe: Path | None, precise_bn_batches
     stored = ckpt.read_checkpoint(checkpoint)
     source_cfg = stored.config
     step = int(stored.metadata.get(ckpt.STEP_KEY, "0"))
-    image_model = build_model(source_cfg)
-    ckpt.load_model(image_model, checkpoint, config=source_cfg)
+    source_model = build_model(source_cfg)
+    ckpt.load_model(source_model, checkpoint, config=source_cfg)
     if precise_bn_batches > 0:
         if recipe is None:
             raise ValueError("--precise-bn-batches needs --recipe (its datasets feed the BatchNorms)")
-        updated = recompute_batch_norms(image_model, source_cfg, recipe, precise_bn_batches)
+        updated = recompute_batch_norms(source_model, source_cfg, recipe, precise_bn_batches)
         logger.info("recomputed %d BatchNorm layers over %d batches", updated, precise_bn_batches)
     # The preset's video model with the trained text settings (training builds configs the same way: preset +
     # frozen text encoder, uninext_core.train.loop.model_config).
     video_cfg = source_cfg if source_cfg.video or keep_variant else get_preset(source_cfg.name, video=True).replace(
         text=source_cfg.text)
     with tempfile.TemporaryDirectory() as tmp:
-        staged = ckpt.save_model(image_model, Path(tmp) / "source.safetensors", config=source_cfg, step=step)
+        staged = ckpt.save_model(source_model, Path(tmp) / "source.safetensors", config=source_cfg, step=step)
         model = build_model(video_cfg)
         fresh = ckpt.init_from_checkpoint(model, staged, config=video_cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
