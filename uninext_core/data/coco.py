@@ -18,10 +18,11 @@ from uninext_core.data.json_fields import (
     box_to_xywh,
     categories_to_json,
     field_of,
-    list_field,
+    known_id,
     load_json,
     parse_categories,
     positive_int,
+    unique_records,
     write_json,
 )
 from uninext_core.data.records import DetectionDataset, ImageRecord, InstanceAnnotation
@@ -51,11 +52,7 @@ def read_coco_instances(
     category_ids = {c.id for c in categories}
     images: list[ImageRecord] = []
     by_id: dict[int, ImageRecord] = {}
-    for k, item in enumerate(list_field(data, "images", path=path, record="images")):
-        image_id = field_of(item, "id", int, path=path, record=f"image {k}")
-        record = f"image id {image_id}"
-        if image_id in by_id:
-            raise DataFormatError(path, record, "duplicate image id")
+    for image_id, record, item in unique_records(data, "images", path=path, singular="image"):
         image = ImageRecord(
             id=image_id,
             file_name=field_of(item, "file_name", str, path=path, record=record),
@@ -66,16 +63,8 @@ def read_coco_instances(
             raise DataFormatError(path, record, f"image file {Path(image_root) / image.file_name} not found")
         by_id[image_id] = image
         images.append(image)
-    seen_ann: set[int] = set()
-    for k, item in enumerate(list_field(data, "annotations", path=path, record="annotations")):
-        ann_id = field_of(item, "id", int, path=path, record=f"annotation {k}")
-        record = f"annotation id {ann_id}"
-        if ann_id in seen_ann:
-            raise DataFormatError(path, record, "duplicate annotation id")
-        seen_ann.add(ann_id)
-        image_id = field_of(item, "image_id", int, path=path, record=record)
-        if image_id not in by_id:
-            raise DataFormatError(path, record, f"image_id {image_id} is not among the images")
+    for _, record, item in unique_records(data, "annotations", path=path, singular="annotation"):
+        image_id = known_id(item, "image_id", by_id, among="images", path=path, record=record)
         image = by_id[image_id]
         image.annotations.append(parse_instance(item, height=image.height, width=image.width, path=path,
                                                 record=record, category_ids=category_ids,
@@ -89,9 +78,7 @@ def parse_instance(
 ) -> InstanceAnnotation:
     """One COCO annotation object (bbox, category, optional segmentation, iscrowd, attributes)."""
     ann_id = field_of(item, "id", int, path=path, record=record)
-    category_id = field_of(item, "category_id", int, path=path, record=record)
-    if category_id not in category_ids:
-        raise DataFormatError(path, record, f"category_id {category_id} is not among the categories")
+    category_id = known_id(item, "category_id", category_ids, among="categories", path=path, record=record)
     box = box_from_xywh(field_of(item, "bbox", list, path=path, record=record), path=path, record=record)
     segmentation = None
     if item.get("segmentation") is not None:

@@ -16,10 +16,11 @@ from uninext_core.data.json_fields import (
     box_to_xywh,
     categories_to_json,
     field_of,
-    list_field,
+    known_id,
     load_json,
     parse_categories,
     positive_int,
+    unique_records,
     write_json,
 )
 from uninext_core.data.records import VideoDataset, VideoRecord, VideoTrack
@@ -40,23 +41,12 @@ def read_cocovid(path: str | Path, *, image_root: str | Path | None = None, chec
     categories = parse_categories(data, path=path)
     category_ids = {c.id for c in categories}
     videos: dict[int, VideoRecord] = {}
-    for k, item in enumerate(list_field(data, "videos", path=path, record="videos")):
-        video_id = field_of(item, "id", int, path=path, record=f"video {k}")
-        if video_id in videos:
-            raise DataFormatError(path, f"video id {video_id}", "duplicate video id")
+    for video_id, _, item in unique_records(data, "videos", path=path, singular="video"):
         videos[video_id] = VideoRecord(video_id, str(item.get("name", video_id)), [], 0, 0)
     frames_of: dict[int, list[tuple[int, dict[str, Any]]]] = {v: [] for v in videos}
     image_pos: dict[int, tuple[int, int]] = {}  # image id -> (video id, frame index) once sorted
-    seen_images: set[int] = set()
-    for k, item in enumerate(list_field(data, "images", path=path, record="images")):
-        image_id = field_of(item, "id", int, path=path, record=f"image {k}")
-        record = f"image id {image_id}"
-        if image_id in seen_images:
-            raise DataFormatError(path, record, "duplicate image id")
-        seen_images.add(image_id)
-        video_id = field_of(item, "video_id", int, path=path, record=record)
-        if video_id not in videos:
-            raise DataFormatError(path, record, f"video_id {video_id} is not among the videos")
+    for _, record, item in unique_records(data, "images", path=path, singular="image"):
+        video_id = known_id(item, "video_id", videos, among="videos", path=path, record=record)
         frame_id = field_of(item, "frame_id", int, path=path, record=record)
         field_of(item, "file_name", str, path=path, record=record)
         positive_int(item, "height", path=path, record=record)
@@ -79,16 +69,8 @@ def read_cocovid(path: str | Path, *, image_root: str | Path | None = None, chec
             video.file_names.append(item["file_name"])
             image_pos[item["id"]] = (video_id, t)
     tracks: dict[tuple[int, int], VideoTrack] = {}
-    seen_ann: set[int] = set()
-    for k, item in enumerate(list_field(data, "annotations", path=path, record="annotations")):
-        ann_id = field_of(item, "id", int, path=path, record=f"annotation {k}")
-        record = f"annotation id {ann_id}"
-        if ann_id in seen_ann:
-            raise DataFormatError(path, record, "duplicate annotation id")
-        seen_ann.add(ann_id)
-        image_id = field_of(item, "image_id", int, path=path, record=record)
-        if image_id not in image_pos:
-            raise DataFormatError(path, record, f"image_id {image_id} is not among the images")
+    for _, record, item in unique_records(data, "annotations", path=path, singular="annotation"):
+        image_id = known_id(item, "image_id", image_pos, among="images", path=path, record=record)
         video_id, t = image_pos[image_id]
         video = videos[video_id]
         instance_id = field_of(item, "instance_id", int, path=path, record=record)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,27 @@ def list_field(obj: Any, key: str, *, path: Path, record: str) -> list[Any]:
     return field_of(obj, key, list, path=path, record=record)
 
 
+def unique_records(obj: Any, key: str, *, path: Path, singular: str) -> Iterator[tuple[int, str, Any]]:
+    """The items of the list `obj[key]` as (integer "id", record label "<singular> id N", item); a repeated id
+    raises ("duplicate <singular> id") before its item is yielded."""
+    seen: set[int] = set()
+    for k, item in enumerate(list_field(obj, key, path=path, record=key)):
+        item_id = field_of(item, "id", int, path=path, record=f"{singular} {k}")
+        record = f"{singular} id {item_id}"
+        if item_id in seen:
+            raise DataFormatError(path, record, f"duplicate {singular} id")
+        seen.add(item_id)
+        yield item_id, record, item
+
+
+def known_id(obj: Any, key: str, known: Collection[int], *, among: str, path: Path, record: str) -> int:
+    """`obj[key]`, an integer reference that must be in `known` ("image_id 7 is not among the images")."""
+    value = field_of(obj, key, int, path=path, record=record)
+    if value not in known:
+        raise DataFormatError(path, record, f"{key} {value} is not among the {among}")
+    return value
+
+
 def positive_int(obj: Any, key: str, *, path: Path, record: str) -> int:
     """`obj[key]` checked to be an integer > 0 (image heights and widths)."""
     value = field_of(obj, key, int, path=path, record=record)
@@ -80,14 +102,7 @@ def parse_categories(obj: Any, *, path: Path) -> list[Category]:
     if not items:
         raise DataFormatError(path, "categories", "empty category list (expected at least one category)")
     categories: list[Category] = []
-    seen: set[int] = set()
-    for k, item in enumerate(items):
-        record = f"category {k}"
-        cat_id = field_of(item, "id", int, path=path, record=record)
-        record = f"category id {cat_id}"
-        if cat_id in seen:
-            raise DataFormatError(path, record, "duplicate category id")
-        seen.add(cat_id)
+    for cat_id, record, item in unique_records(obj, "categories", path=path, singular="category"):
         name = field_of(item, "name", str, path=path, record=record)
         supercategory = item.get("supercategory", "")
         categories.append(Category(cat_id, name, supercategory if isinstance(supercategory, str) else ""))

@@ -17,10 +17,11 @@ from uninext_core.data.json_fields import (
     box_to_xywh,
     categories_to_json,
     field_of,
-    list_field,
+    known_id,
     load_json,
     parse_categories,
     positive_int,
+    unique_records,
     write_json,
 )
 from uninext_core.data.records import VideoDataset, VideoRecord, VideoTrack
@@ -40,11 +41,7 @@ def read_ytvis(path: str | Path, *, image_root: str | Path | None = None, check_
     category_ids = {c.id for c in categories}
     videos: list[VideoRecord] = []
     by_id: dict[int, VideoRecord] = {}
-    for k, item in enumerate(list_field(data, "videos", path=path, record="videos")):
-        video_id = field_of(item, "id", int, path=path, record=f"video {k}")
-        record = f"video id {video_id}"
-        if video_id in by_id:
-            raise DataFormatError(path, record, "duplicate video id")
+    for video_id, record, item in unique_records(data, "videos", path=path, singular="video"):
         file_names = field_of(item, "file_names", list, path=path, record=record)
         if not file_names or not all(isinstance(f, str) for f in file_names):
             raise DataFormatError(path, record, "file_names must be a non-empty list of strings")
@@ -61,20 +58,10 @@ def read_ytvis(path: str | Path, *, image_root: str | Path | None = None, check_
         video = VideoRecord(video_id, str(name), list(file_names), height, width)
         by_id[video_id] = video
         videos.append(video)
-    seen: set[int] = set()
-    for k, item in enumerate(list_field(data, "annotations", path=path, record="annotations")):
-        track_id = field_of(item, "id", int, path=path, record=f"annotation {k}")
-        record = f"annotation id {track_id}"
-        if track_id in seen:
-            raise DataFormatError(path, record, "duplicate annotation id")
-        seen.add(track_id)
-        video_id = field_of(item, "video_id", int, path=path, record=record)
-        if video_id not in by_id:
-            raise DataFormatError(path, record, f"video_id {video_id} is not among the videos")
+    for track_id, record, item in unique_records(data, "annotations", path=path, singular="annotation"):
+        video_id = known_id(item, "video_id", by_id, among="videos", path=path, record=record)
         video = by_id[video_id]
-        category_id = field_of(item, "category_id", int, path=path, record=record)
-        if category_id not in category_ids:
-            raise DataFormatError(path, record, f"category_id {category_id} is not among the categories")
+        category_id = known_id(item, "category_id", category_ids, among="categories", path=path, record=record)
         n = len(video.file_names)
         segs_json = item.get("segmentations", [None] * n)
         boxes_json = field_of(item, "bboxes", list, path=path, record=record)
