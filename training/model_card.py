@@ -2,13 +2,15 @@
 
     python -m training.model_card --checkpoint uninext_core/assets/uninext_tiny.safetensors --out runs/model_card
     python -m training.model_card --checkpoint ... --limit 1 --out runs/card_check   # the quick reproduction check
+    python -m training.model_card --checkpoint ... --out runs/model_card --only ref   # re-score one set, keep the rest
 
 The evaluation sets come from the synthetic world with another seed than training (`EVAL_SEED`; training used 0), so
 no evaluation image was seen in training. Each set is scored with `uninext-eval` — the same sessions the ROS node
 drives — and the headline metrics the model card promises are collected into `scores.json` and `scores.md`;
 `--update-card MODEL.md` replaces the block between the `SCORES_BEGIN` / `SCORES_END` markers (or, with --limit, the
 `CHECK_BEGIN` / `CHECK_END` block that tests/training/test_model_card.py reproduces) with the new table, so the
-numbers in the card are never typed by hand.
+numbers in the card are never typed by hand. `--only` re-scores some sets (after an evaluator change) and takes
+the others from the `scores.json` an earlier run of the same checkpoint and limit left in `--out`.
 """
 
 from __future__ import annotations
@@ -117,6 +119,17 @@ def scores_table(results: dict[str, dict[str, object]], *, sets: Sequence[EvalSe
     return "\n".join(lines)
 
 
+def earlier_results(scores_json: Path, *, checkpoint: Path, limit: int | None) -> dict[str, dict[str, object]]:
+    """The results of an earlier run kept in `scores_json` (ValueError: missing, or of other weights or limit)."""
+    if not scores_json.is_file():
+        raise ValueError(f"--only needs the scores.json of an earlier full run in the same --out ({scores_json})")
+    earlier = json.loads(scores_json.read_text())
+    if earlier.get("checkpoint") != str(checkpoint) or earlier.get("limit") != limit:
+        raise ValueError(f"{scores_json} scored {earlier.get('checkpoint')} with limit {earlier.get('limit')}, not "
+                         f"{checkpoint} with limit {limit}")
+    return earlier["results"]
+
+
 def replace_block(text: str, begin: str, end: str, body: str) -> str:
     """`text` with the lines between the `begin` and `end` markers replaced by `body` (ValueError if missing)."""
     if begin not in text or end not in text or text.index(begin) > text.index(end):
@@ -137,13 +150,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="score the first N units of each set only")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--update-card", type=Path, default=None, help="MODEL.md whose score block to rewrite")
+    parser.add_argument("--only", action="append", choices=[s.folder for s in EVAL_SETS], default=None,
+                        help="re-score this set only (repeatable); the others come from --out's scores.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.checkpoint.is_file():
         print(f"error: checkpoint {args.checkpoint} does not exist", file=sys.stderr)
         return 2
+    results: dict[str, dict[str, object]] = {}
+    if args.only:
+        try:
+            results = earlier_results(args.out / "scores.json", checkpoint=args.checkpoint, limit=args.limit)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     generate_eval_sets(args.eval_root)
-    results = evaluate(args.checkpoint, args.eval_root, args.out, limit=args.limit, threads=args.threads)
+    chosen = [s for s in EVAL_SETS if not args.only or s.folder in args.only]
+    results |= evaluate(args.checkpoint, args.eval_root, args.out, limit=args.limit, threads=args.threads,
+                        sets=chosen)
     table = scores_table(results)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scores.json").write_text(json.dumps({"checkpoint": str(args.checkpoint), "limit": args.limit,

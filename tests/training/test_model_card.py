@@ -3,12 +3,21 @@ evaluator reproduces the quick-check scores written in MODEL.md."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
-from training.model_card import CHECK_BEGIN, CHECK_END, EVAL_SETS, main, replace_block, scores_table
+from training.model_card import (
+    CHECK_BEGIN,
+    CHECK_END,
+    EVAL_SETS,
+    earlier_results,
+    main,
+    replace_block,
+    scores_table,
+)
 from uninext_core.deploy.loading import shipped_weights
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,6 +54,23 @@ def test_replace_block_rewrites_only_the_marked_lines() -> None:
 def test_missing_checkpoint_is_refused(tmp_path, capsys) -> None:
     assert main(["--checkpoint", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_only_takes_the_other_sets_from_an_earlier_run_of_the_same_weights(tmp_path, capsys) -> None:
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"")
+    out = tmp_path / "card"
+    assert main(["--checkpoint", str(weights), "--out", str(out), "--only", "ref"]) == 2
+    assert "needs the scores.json of an earlier full run" in capsys.readouterr().err
+    out.mkdir()
+    (out / "scores.json").write_text(json.dumps({"checkpoint": "other.safetensors", "limit": None,
+                                                 "results": _results()}))
+    assert main(["--checkpoint", str(weights), "--out", str(out), "--only", "ref"]) == 2
+    assert "scored other.safetensors with limit None" in capsys.readouterr().err
+    (out / "scores.json").write_text(json.dumps({"checkpoint": str(weights), "limit": None, "results": _results()}))
+    assert earlier_results(out / "scores.json", checkpoint=weights, limit=None) == _results()
+    with pytest.raises(ValueError, match=r"with limit None, not .* with limit 1"):
+        earlier_results(out / "scores.json", checkpoint=weights, limit=1)
 
 
 @pytest.mark.slow

@@ -5,8 +5,9 @@ An `EvalUnit` is a run of frames the session sees between two resets, with the p
 | task                          | unit                                   | prompt                                      |
 |-------------------------------|----------------------------------------|---------------------------------------------|
 | detection, instance_seg.      | an image (coco) or a video's frames    | every category name of the dataset          |
-| rec, res                      | an image and one referred object       | that object's first expression              |
-| rvos                          | a video and one referred track         | that expression, every frame (no tracking)  |
+| rec, res                      | an image and one expression            | the expression (every expression of every   |
+|                               |                                        | referred object: RefCOCO's protocol)        |
+| rvos                          | a video and one expression of a track  | the expression, every frame (no tracking)   |
 | sot                           | a sequence (lasot, got10k) or a track  | template: the target's box on its first     |
 |                               | (cocovid, ytvis) from its first frame  | visible frame                               |
 | vos                           | a sequence from its first object frame | template: box + mask of every object there  |
@@ -150,10 +151,10 @@ def build_units(store: FrameStore, *, task: str, limit: int | None = None) -> li
         case "rec" | "res" | "rvos":
             if not store.referrals:
                 raise ValueError(f"task {task} needs referring expressions; {store.source} has none")
-            units = [EvalUnit(f"{names[r.unit]}/{r.instance_id}: {r.sentences[0]}", r.unit,
-                              tuple(range(store.num_frames[r.unit])), task, ExpressionPrompt(r.sentences[0]),
+            units = [EvalUnit(f"{names[r.unit]}/{r.instance_id}: {sentence}", r.unit,
+                              tuple(range(store.num_frames[r.unit])), task, ExpressionPrompt(sentence),
                               (r.instance_id,))
-                     for r in store.referrals if r.sentences]
+                     for r in store.referrals for sentence in r.sentences]
         case "sot":
             units = _sot_units(store)
         case "vos":

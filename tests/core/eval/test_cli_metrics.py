@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import sys
@@ -232,5 +233,11 @@ def test_category_prompt_is_the_whole_vocabulary(data) -> None:
     store, units = _units(data["detection"], "detection")
     assert all(u.prompt == CategoryPrompt(tuple(c.name for c in store.categories)) for u in units)
     store, units = _units(data["referring"], "rec")
-    referrals = {(r.unit, r.instance_id): r.sentences[0] for r in store.referrals}
-    assert [u.prompt.text for u in units] == [referrals[(u.store_unit, u.referent_ids[0])] for u in units]
+    # One unit per expression, in file order: every sentence of every referred object (RefCOCO's protocol).
+    first = store.referrals[0]
+    store = dataclasses.replace(store, referrals=[first._replace(sentences=("the one", "the other")),
+                                                  *store.referrals[1:]])
+    units = build_units(store, task="rec")
+    expected = [(first.unit, first.instance_id, "the one"), (first.unit, first.instance_id, "the other")]
+    expected += [(r.unit, r.instance_id, s) for r in store.referrals[1:] for s in r.sentences]
+    assert [(u.store_unit, u.referent_ids[0], u.prompt.text) for u in units] == expected
