@@ -47,14 +47,17 @@ def decode_detection(raw: RawOutputs, *, prepared: PreparedFrame, backend: Backe
     num_classes = scores.shape[1]
     boxes = prepared.boxes_to_frame(raw.boxes_cxcywh[0])  # (Q, 4) frame pixels
     kept, _, _ = nms_on_best_class(boxes, scores, iou_threshold=nms_threshold)
+    # Candidate pairs p = (kept[p // C], p % C): every (query, class) pair, or each query's best class only.
     kept_scores = scores[kept]  # (K, C)
     if best_class_only:
-        best = kept_scores.argmax(1, keepdim=True)
-        not_best = torch.ones_like(kept_scores, dtype=torch.bool).scatter_(1, best, False)
-        kept_scores = kept_scores.masked_fill(not_best, -1.0)  # scores are in [0, 1]: these are never chosen
-    pair_scores = kept_scores.flatten()  # (K·C,), row-major: pair p = (kept[p // C], p % C)
-    top_scores, top_pairs = pair_scores.topk(min(max_instances, pair_scores.numel()))
-    chosen = (top_scores >= score_threshold) & (top_scores >= 0)
+        pair_scores, best = kept_scores.max(dim=1)
+        pair_ids = torch.arange(len(kept), device=kept_scores.device) * num_classes + best
+    else:
+        pair_scores = kept_scores.flatten()
+        pair_ids = torch.arange(pair_scores.numel(), device=kept_scores.device)
+    top_scores, order = pair_scores.topk(min(max_instances, pair_scores.numel()))
+    top_pairs = pair_ids[order]
+    chosen = top_scores >= score_threshold
     top_scores, top_pairs = top_scores[chosen], top_pairs[chosen]
     queries = kept[top_pairs // num_classes]
     classes = (top_pairs % num_classes).cpu().numpy().astype(np.int64)
