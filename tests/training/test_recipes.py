@@ -20,7 +20,8 @@ RECIPES = Path(__file__).resolve().parents[2] / "training" / "recipes"
 
 def test_every_shipped_recipe_parses() -> None:
     names = sorted(p.stem for p in RECIPES.glob("*.yaml"))
-    assert names == sorted(f"{m}_stage{s}" for m in ("tiny", "r50", "convnext_l", "vit_h") for s in (1, 2, 3))
+    official = [f"{m}_stage{s}" for m in ("tiny", "r50", "convnext_l", "vit_h") for s in (1, 2, 3)]
+    assert names == sorted([*official, "tiny_stage3_continued"])
     for path in RECIPES.glob("*.yaml"):
         recipe = load_recipe(path)
         assert recipe.name == path.stem
@@ -43,13 +44,33 @@ def test_official_recipes_state_the_reference_schedule() -> None:
     ratios = {d.name: (d.ratio, d.batch_size) for d in stage3.datasets}
     assert ratios["ytvis_2019_train"] == (0.34, 4) and ratios["bdd_box_track_train"] == (0.72, 2)
     assert ratios["rvos-refcoco-mixed"] == (0.67, 2) and ratios["sot_lasot_train"] == (0.2, 2)
-    families = {"vis": 0.0, "mot": 0.0, "expression": 0.0, "template": 0.0}
-    for d in stage3.datasets:
-        family = {"grounding": "expression", "rvos": "expression", "sot": "template", "vos": "template"}
-        families[family.get(d.task, d.task)] += d.ratio
-    assert families == pytest.approx({"vis": 1.02, "mot": 1.0, "expression": 1.0, "template": 1.0})
+    assert _family_weights(stage3.datasets) == pytest.approx({"vis": 1.02, "mot": 1.0, "expression": 1.0,
+                                                              "template": 1.0})
     vit3 = load_recipe(RECIPES / "vit_h_stage3.yaml")
     assert [d.ratio for d in vit3.datasets[:3]] == [0.25, 0.25, 0.5] and vit3.datasets[0].batch_size == 1
+
+
+def _family_weights(datasets) -> dict[str, float]:
+    families = {"vis": 0.0, "mot": 0.0, "expression": 0.0, "template": 0.0}
+    for d in datasets:
+        family = {"grounding": "expression", "rvos": "expression", "sot": "template", "vos": "template"}
+        families[family.get(d.task, d.task)] += d.ratio
+    return families
+
+
+def test_tiny_stage3_continued_starts_from_stage3_and_weights_expressions_and_templates() -> None:
+    stage3 = load_recipe(RECIPES / "tiny_stage3.yaml")
+    continued = load_recipe(RECIPES / "tiny_stage3_continued.yaml")
+    assert continued.init_checkpoint == str(Path(stage3.output_dir) / "model_final.safetensors")
+    assert continued.output_dir != stage3.output_dir and continued.seed != stage3.seed
+    assert [d.name for d in continued.datasets] == [d.name for d in stage3.datasets]
+    assert _family_weights(stage3.datasets) == pytest.approx({"vis": 0.8, "mot": 0.6, "expression": 1.3,
+                                                              "template": 1.3})
+    assert _family_weights(continued.datasets) == pytest.approx({"vis": 0.5, "mot": 0.3, "expression": 1.6,
+                                                                 "template": 1.6})
+    assert {d.batch_size for d in stage3.datasets} == {2} and {d.batch_size for d in continued.datasets} == {4}
+    assert (continued.solver.max_iter, continued.solver.lr_steps, continued.solver.base_lr) == (3000, (2500,), 1e-4)
+    assert continued.input == stage3.input
 
 
 def _minimal(**changes) -> dict:
