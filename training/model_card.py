@@ -139,6 +139,26 @@ def replace_block(text: str, begin: str, end: str, body: str) -> str:
     return f"{head}{begin}\n{body}\n{end}{tail}"
 
 
+def missed_targets(card_text: str, *, sets: Sequence[EvalSet] = EVAL_SETS) -> dict[str, float]:
+    """Card metric name -> value for every target the card's full-set block (`SCORES_BEGIN` ... `SCORES_END`) marks
+    as missed (✗); ValueError when the block or a targeted metric's row is missing."""
+    if SCORES_BEGIN not in card_text or SCORES_END not in card_text:
+        raise ValueError(f"the card has no {SCORES_BEGIN} ... {SCORES_END} block")
+    block = card_text.split(SCORES_BEGIN, 1)[1].split(SCORES_END, 1)[0]
+    cells = {row.split("|")[1].strip(): row.split("|")[2].strip() for row in block.splitlines()
+             if row.startswith("| ") and row.count("|") >= 3}
+    missed = {}
+    for spec in sets:
+        for _, name, target in spec.metrics:
+            if target is None:
+                continue
+            if name not in cells:
+                raise ValueError(f"the card's score block has no row for {name!r}")
+            if cells[name].endswith("✗"):
+                missed[name] = float(cells[name].split()[0])
+    return missed
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry. Exit 0, or 2 for bad input."""
     parser = argparse.ArgumentParser(prog="python -m training.model_card", description=__doc__,
