@@ -130,21 +130,30 @@ def earlier_results(scores_json: Path, *, checkpoint: Path, limit: int | None) -
     return earlier["results"]
 
 
-def replace_block(text: str, begin: str, end: str, body: str) -> str:
-    """`text` with the lines between the `begin` and `end` markers replaced by `body` (ValueError if missing)."""
+def _split_block(text: str, begin: str, end: str) -> tuple[str, str, str]:
+    """(before `begin`, between the markers, after `end`); ValueError when the marked block is missing."""
     if begin not in text or end not in text or text.index(begin) > text.index(end):
         raise ValueError(f"the card has no {begin} ... {end} block")
     head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
+    block, tail = rest.split(end, 1)
+    return head, block, tail
+
+
+def card_block(text: str, begin: str, end: str) -> str:
+    """The lines between the `begin` and `end` markers of a card (ValueError if missing)."""
+    return _split_block(text, begin, end)[1]
+
+
+def replace_block(text: str, begin: str, end: str, body: str) -> str:
+    """`text` with the lines between the `begin` and `end` markers replaced by `body` (ValueError if missing)."""
+    head, _, tail = _split_block(text, begin, end)
     return f"{head}{begin}\n{body}\n{end}{tail}"
 
 
 def missed_targets(card_text: str, *, sets: Sequence[EvalSet] = EVAL_SETS) -> dict[str, float]:
     """Card metric name -> value for every target the card's full-set block (`SCORES_BEGIN` ... `SCORES_END`) marks
     as missed (✗); ValueError when the block or a targeted metric's row is missing."""
-    if SCORES_BEGIN not in card_text or SCORES_END not in card_text:
-        raise ValueError(f"the card has no {SCORES_BEGIN} ... {SCORES_END} block")
-    block = card_text.split(SCORES_BEGIN, 1)[1].split(SCORES_END, 1)[0]
+    block = card_block(card_text, SCORES_BEGIN, SCORES_END)
     cells = {row.split("|")[1].strip(): row.split("|")[2].strip() for row in block.splitlines()
              if row.startswith("| ") and row.count("|") >= 3}
     missed = {}

@@ -15,6 +15,7 @@ from training.model_card import (
     EVAL_SETS,
     SCORES_BEGIN,
     SCORES_END,
+    card_block,
     earlier_results,
     main,
     missed_targets,
@@ -102,7 +103,7 @@ def test_only_takes_the_other_sets_from_an_earlier_run_of_the_same_weights(tmp_p
 @pytest.mark.skipif(not SHIPPED.is_file(), reason=f"no shipped weights at {SHIPPED}")
 def test_the_evaluator_reproduces_the_quick_check_scores_of_the_model_card(tmp_path) -> None:
     card = (REPO / "MODEL.md").read_text()
-    expected = _card_values(card.split(CHECK_BEGIN, 1)[1].split(CHECK_END, 1)[0])
+    expected = _card_values(card_block(card, CHECK_BEGIN, CHECK_END))
     assert main(["--checkpoint", str(SHIPPED), "--eval-root", str(tmp_path / "eval"), "--limit", "1",
                  "--out", str(tmp_path / "card")]) == 0
     measured = _card_values((tmp_path / "card" / "scores.md").read_text())
