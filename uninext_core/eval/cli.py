@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="", help="DAVIS / YouTube-VOS split")
     parser.add_argument("--short-side", type=int, default=None, help="input short side (default: the preset's)")
     parser.add_argument("--max-size", type=int, default=None, help="input long-side bound (default: the preset's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="session setting (a SessionConfig field, e.g. sot_motion_weight=0.3); repeatable")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     return parser
@@ -83,6 +85,44 @@ def resolve_preset(args: argparse.Namespace) -> str:
     return read_config(args.checkpoint).name
 
 
+def parse_overrides(items: list[str]) -> dict[str, object]:
+    """`["FIELD=VALUE", ...]` -> {field: value}, each value converted to the type of the SessionConfig field.
+
+    Raises:
+        ValueError: not FIELD=VALUE, an unknown or non-scalar field, or a value of the wrong type.
+    """
+    import dataclasses
+
+    from uninext_core.tasks.session_config import SessionConfig
+
+    defaults = {f.name: getattr(SessionConfig(), f.name) for f in dataclasses.fields(SessionConfig)}
+    overrides: dict[str, object] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ValueError(f"--set expects FIELD=VALUE, got {item!r}")
+        default = defaults.get(name, dataclasses.MISSING)
+        if default is dataclasses.MISSING:
+            raise ValueError(f"--set: unknown session setting {name!r}; known: {', '.join(sorted(defaults))}")
+        if isinstance(default, bool):
+            if text.strip().lower() not in ("true", "false"):
+                raise ValueError(f"--set {name} expects true or false, got {text!r}")
+            overrides[name] = text.strip().lower() == "true"
+        elif isinstance(default, int | float) or default is None:
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError(f"--set {name} expects a number, got {text!r}") from None
+            wants_int = isinstance(default, int) or default is None
+            if wants_int and not value.is_integer():
+                raise ValueError(f"--set {name} expects an integer, got {text!r}")
+            overrides[name] = int(value) if wants_int else value
+        else:
+            raise ValueError(f"--set cannot change {name} (a {type(default).__name__} section)")
+    return overrides
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate as `args` say; returns the exit status (raises ValueError for bad input)."""
     from uninext_core.deploy.loading import load_backend
@@ -94,7 +134,9 @@ def run(args: argparse.Namespace) -> int:
                              refs=args.refs, expressions=args.expressions, categories=categories, split=args.split)
     store = open_data(selection)
     units = build_units(store, task=args.task, limit=args.limit)
-    session_config = SessionConfig(input_short_side=args.short_side, input_max_size=args.max_size)
+    overrides = parse_overrides(args.overrides)
+    session_config = SessionConfig(input_short_side=args.short_side, input_max_size=args.max_size).replace(
+        **overrides)
     if args.backend == "torch" and not args.checkpoint:
         raise ValueError("the torch backend needs --checkpoint (.safetensors or an official .pth)")
     preset = resolve_preset(args)
@@ -122,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
         "model": loaded.description, "seed": args.seed, "limit": args.limit if args.limit is not None else "",
         "input_short_side": args.short_side or loaded.backend.spec.test_short_side,
         "input_max_size": args.max_size or loaded.backend.spec.test_max_size,
+        "session_overrides": ", ".join(f"{k}={v}" for k, v in overrides.items()),
     }
     files = write_report(args.out, title=f"uninext-eval: {args.task} on {selection.path.name}", evaluated=evaluated,
                          metrics=evaluation.scores.metrics, curves=evaluation.scores.curves,

@@ -42,6 +42,9 @@ class SessionConfig:
         idol: IDOL tracker thresholds (VIS).
         template_update_interval: SOT: frames between online template updates (official 200).
         template_update_threshold: SOT: the top score must exceed this for an update (official 0.7).
+        sot_motion_weight: SOT: weight of the temporal-continuity window in choosing the top-1 (0: the official
+            full-frame top-1; see uninext_core.tasks.motion_prior for why and how).
+        sot_motion_sigma: SOT: width of that window, in units of the previous box's size sqrt(w · h) (> 0).
         vos_update_threshold: VOS: objects scoring at least this rebuild their previous-frame template (0.7).
         vos_min_score: VOS: objects scoring below this get an empty mask (official YT-VOS INST_THR_VOS 0.5).
     """
@@ -64,6 +67,8 @@ class SessionConfig:
     idol: IdolTrackerConfig = field(default_factory=IdolTrackerConfig)
     template_update_interval: int = 200
     template_update_threshold: float = 0.7
+    sot_motion_weight: float = 0.0
+    sot_motion_sigma: float = 1.0
     vos_update_threshold: float = 0.7
     vos_min_score: float = 0.5
 
@@ -76,7 +81,7 @@ class SessionConfig:
 
 
 _UNIT_FIELDS = ("score_threshold", "nms_threshold", "mot_candidate_threshold", "mot_nms_threshold",
-                "vis_candidate_threshold", "vis_nms_threshold", "template_update_threshold",
+                "vis_candidate_threshold", "vis_nms_threshold", "template_update_threshold", "sot_motion_weight",
                 "vos_update_threshold", "vos_min_score")
 _POSITIVE_INT_FIELDS = ("max_instances", "max_expression_chars", "max_categories", "frame_buffer_size",
                         "template_update_interval")
@@ -120,6 +125,9 @@ def validate_session_config(config: SessionConfig) -> SessionConfig:
         value = getattr(config, name)
         if not _is_int(value) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    sigma = config.sot_motion_sigma
+    if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not math.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"sot_motion_sigma must be a number > 0, got {sigma!r}")
     for name in ("input_short_side", "input_max_size"):
         value = getattr(config, name)
         if value is not None and (not _is_int(value) or value < 32):

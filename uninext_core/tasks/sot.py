@@ -9,6 +9,10 @@ box with the box prior as 4th channel and encoded once.
 
 The official code runs box NMS (0.7) before taking the top-1; NMS never removes the highest-scored box, so the top-1
 is taken directly. Cost per frame: one network forward per target.
+
+Departure, off by default: with `SessionConfig.sot_motion_weight > 0` the top-1 is chosen with a temporal-continuity
+window around the target's previous box (`uninext_core.tasks.motion_prior`, which says why); the reported score is
+still the model's.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from uninext_core.deploy.backend import Backend
 from uninext_core.model.prompt_features import PromptFeatures
 from uninext_core.prompts import TemplatePrompt
+from uninext_core.tasks.motion_prior import choose_with_continuity
 from uninext_core.tasks.preprocess import PreparedFrame
 from uninext_core.tasks.prompt_cache import PromptCache
 from uninext_core.tasks.scoring import TaskResult, pooled_scores
@@ -118,13 +124,18 @@ class SotRunner:
         self._search_area_factor = search_area_factor
         self._frame_index = 0
         self.updates = 0  # online template updates made since the prompt (or reset)
+        self._previous_boxes = self._prompt_boxes()
+
+    def _prompt_boxes(self) -> list[torch.Tensor]:
+        return [torch.tensor(target.box_xyxy, dtype=torch.float32) for target in self._targets]
 
     def reset(self) -> None:
-        """Back to the prompt: latest template = initial, frame count 0."""
+        """Back to the prompt: latest template = initial, frame count 0, previous boxes = the given ones."""
         for target in self._targets:
             target.latest = target.initial
         self._frame_index = 0
         self.updates = 0
+        self._previous_boxes = self._prompt_boxes()
 
     def apply_config(self, config: SessionConfig) -> None:
         """Thresholds are read from the config at every step; nothing is held."""
@@ -135,14 +146,18 @@ class SotRunner:
             return prompt_frame_result(self._targets, prepared.frame_hw, with_masks=False)
         self._frame_index += 1
         boxes, scores = [], []
-        for target in self._targets:
+        for row, target in enumerate(self._targets):
             with cost.measure("network_ms"):
                 raw = self._backend.infer(prepared.images, prepared.pixel_mask, target.prompt())
             with cost.measure("postprocess_ms"):
-                query_scores = pooled_scores(raw, use_iou=True)
-                best = query_scores.argmax()
+                query_scores = pooled_scores(raw, use_iou=True).cpu()
+                query_boxes = prepared.boxes_to_frame(raw.boxes_cxcywh[0]).cpu()
+                best = choose_with_continuity(query_scores, query_boxes, self._previous_boxes[row],
+                                              weight=config.sot_motion_weight,
+                                              sigma_scale=config.sot_motion_sigma)
                 score = float(query_scores[best])
-                box = prepared.boxes_to_frame(raw.boxes_cxcywh[0, best][None])[0].cpu().numpy()
+                self._previous_boxes[row] = query_boxes[best]
+                box = query_boxes[best].numpy()
             boxes.append(box)
             scores.append(score)
             if (self._frame_index % config.template_update_interval == 0 and score > config.template_update_threshold

@@ -12,7 +12,7 @@ import torch
 from uninext_core.checkpoint.safetensors_io import save_weights
 from uninext_core.config import tiny
 from uninext_core.data.synthetic.__main__ import main as synth_main
-from uninext_core.eval.cli import main
+from uninext_core.eval.cli import main, parse_overrides
 from uninext_core.model.build import build_model
 
 SIZE = ["--short-side", "96", "--max-size", "128", "--threads", "1"]
@@ -89,6 +89,24 @@ def test_sot_evaluates_every_frame_from_the_first_visible_one(data, checkpoint, 
     assert result["evaluated"]["reader"] == "lasot"
 
 
+def test_session_settings_are_set_from_the_command_line_and_recorded(data, checkpoint, tmp_path) -> None:
+    assert main(["--task", "sot", "--data", str(data["sot"]), "--checkpoint", str(checkpoint), "--out",
+                 str(tmp_path), "--set", "sot_motion_weight=0.5", "--set", "template_update_interval=10", *SIZE]) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["evaluated"]["session_overrides"] == "sot_motion_weight=0.5, template_update_interval=10"
+
+
+def test_parse_overrides_converts_to_the_field_type_and_refuses_the_rest() -> None:
+    assert parse_overrides(["sot_motion_weight=0.25", "masks=false", "max_instances=50",
+                            "input_short_side=320"]) == {"sot_motion_weight": 0.25, "masks": False,
+                                                         "max_instances": 50, "input_short_side": 320}
+    for bad, reason in (("sot_motion_weight", "FIELD=VALUE"), ("nonexistent=1", "unknown session setting"),
+                        ("max_instances=0.5", "expects an integer"), ("masks=2", "true or false"),
+                        ("score_threshold=high", "expects a number"), ("idol=1", "cannot change idol")):
+        with pytest.raises(ValueError, match=reason):
+            parse_overrides([bad])
+
+
 def _fails(argv: list[str], capsys) -> tuple[int, str]:
     code = main(argv)
     return code, capsys.readouterr().err
@@ -110,6 +128,8 @@ def test_bad_input_is_refused_with_the_reason(data, checkpoint, tmp_path, capsys
     assert code == 2 and "none.safetensors" in err
     code, err = _fails(["--task", "rec", "--data", str(data["detection"]), *base], capsys)
     assert code == 2 and "rec" in err
+    code, err = _fails(["--task", "sot", "--data", str(data["sot"]), "--set", "sot_motion_weight=2", *base], capsys)
+    assert code == 2 and "sot_motion_weight must be a number in [0, 1], got 2.0" in err
     assert not (out / "result.json").exists()
     with pytest.raises(SystemExit) as exit_info:
         main(["--task", "panoptic", "--data", str(data["detection"]), *base])

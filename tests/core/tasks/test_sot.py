@@ -94,3 +94,24 @@ def test_sot_returns_the_given_box_on_the_prompt_frame_and_reset_restores_the_in
     tokens = fake.TEMPLATE_TOKENS
     for prompt_features in backend.infer_prompts[2:]:
         assert prompt_features.hidden[0, 0, 0] == prompt_features.hidden[0, tokens, 0]  # latest = initial again
+
+
+def test_continuity_prior_keeps_the_target_when_a_distractor_scores_higher_and_reports_the_model_score():
+    distractor, near = (40, 40, 60, 60), (12, 14, 32, 42)  # the prompt box is (10, 12, 30, 40)
+
+    def follow(weight: float) -> list[tuple[float, ...]]:
+        backend = fake.FakeBackend()
+        session = Session(backend, tokenizer=fake.tokenizer(), config=SessionConfig(sot_motion_weight=weight))
+        session.process(fake.frame(0), 0)
+        session.set_prompt(TemplatePrompt((TemplateTarget(7, (10, 12, 30, 40)),), frame_stamp_ns=0))
+        backend.respond = lambda prompt, call: fake.make_raw(
+            boxes_xyxy=[distractor, near], pooled=[score_to_pooled(0.8), score_to_pooled(0.6)], iou=[IOU, IOU])
+        answers = [session.process(fake.frame(i), i * 100) for i in (1, 2)]
+        if weight:
+            np.testing.assert_allclose(answers[0].scores, [0.6], atol=1e-5)  # the model's score, not the blend
+        session.reset()  # the previous box is the prompt box again
+        answers.append(session.process(fake.frame(3), 300))
+        return [tuple(a.boxes_xyxy[0]) for a in answers]
+
+    assert follow(0.0) == [distractor] * 3
+    assert follow(0.5) == [near] * 3
