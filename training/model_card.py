@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from uninext_core.tasks.motion_prior import NODE_SOT_MOTION_SIGMA, NODE_SOT_MOTION_WEIGHT
+
 logger = logging.getLogger("training.model_card")
 
 EVAL_SEED = 1
@@ -38,6 +40,7 @@ class EvalSet:
     """One generated evaluation set and the metrics the card reports from it.
 
     Attributes:
+        key: the set's name in scores.json, in the card and for --only (unique; a folder may be scored twice).
         folder: sub-folder of the evaluation root.
         generate: arguments of `python -m uninext_core.data.synthetic` (besides --out, --seed and SYNTH_OPTIONS).
         task: `uninext-eval --task`.
@@ -45,6 +48,7 @@ class EvalSet:
         eval_args: more `uninext-eval` arguments.
     """
 
+    key: str
     folder: str
     generate: tuple[str, ...]
     task: str
@@ -52,17 +56,26 @@ class EvalSet:
     eval_args: tuple[str, ...] = ()
 
 
+# The SOT set is scored twice: with the temporal-continuity prior the ROS node uses by default (the card's SOT row,
+# `uninext_core.tasks.motion_prior`), and with the official full-frame top-1 rule (reference §7) for comparison.
+SOT_NODE_RULE = ("--set", f"sot_motion_weight={NODE_SOT_MOTION_WEIGHT}",
+                 "--set", f"sot_motion_sigma={NODE_SOT_MOTION_SIGMA}")
+SOT_VIDEOS = ("--task", "sot", "--num-videos", "10", "--num-frames", "48")
+
 EVAL_SETS: tuple[EvalSet, ...] = (
-    EvalSet("det", ("--task", "detection", "--num-images", "200"), "instance_segmentation",
+    EvalSet("det", "det", ("--task", "detection", "--num-images", "200"), "instance_segmentation",
             (("box_ap50", "box AP50 (category prompts)", 0.7), ("box_ap", "box AP", None),
              ("mask_ap", "mask AP", None))),
-    EvalSet("ref", ("--task", "referring", "--num-images", "200"), "rec",
+    EvalSet("ref", "ref", ("--task", "referring", "--num-images", "200"), "rec",
             (("accuracy", "REC accuracy (IoU ≥ 0.5)", 0.7),)),
-    EvalSet("sot", ("--task", "sot", "--num-videos", "10", "--num-frames", "48"), "sot",
-            (("success_auc", "SOT success AUC", 0.5), ("precision_20px", "SOT precision (20 px)", None))),
-    EvalSet("vos", ("--task", "vos", "--num-videos", "10", "--num-frames", "24"), "vos",
+    EvalSet("sot", "sot", SOT_VIDEOS, "sot",
+            (("success_auc", "SOT success AUC", 0.5), ("precision_20px", "SOT precision (20 px)", None)),
+            SOT_NODE_RULE),
+    EvalSet("sot_official", "sot", SOT_VIDEOS, "sot",
+            (("success_auc", "SOT success AUC, official full-frame rule", None),)),
+    EvalSet("vos", "vos", ("--task", "vos", "--num-videos", "10", "--num-frames", "24"), "vos",
             (("jf_mean", "VOS J&F", None),)),
-    EvalSet("mot", ("--task", "mot", "--num-videos", "10", "--num-frames", "48"), "mot",
+    EvalSet("mot", "mot", ("--task", "mot", "--num-videos", "10", "--num-frames", "48"), "mot",
             (("mota", "MOT MOTA", None), ("idf1", "MOT IDF1", 0.6)), ("--categories", MOT_CATEGORIES)),
 )
 
@@ -73,7 +86,7 @@ def generate_eval_sets(root: Path, *, seed: int = EVAL_SEED, sets: Sequence[Eval
 
     for spec in sets:
         target = root / spec.folder
-        if target.exists():
+        if target.exists():  # also a folder generated for an earlier set of this loop
             continue
         argv = ["--out", str(target), "--seed", str(seed), *SYNTH_OPTIONS, *spec.generate]
         logger.info("generating %s", " ".join(argv))
@@ -83,12 +96,12 @@ def generate_eval_sets(root: Path, *, seed: int = EVAL_SEED, sets: Sequence[Eval
 
 def evaluate(checkpoint: Path, root: Path, out: Path, *, limit: int | None, threads: int,
              sets: Sequence[EvalSet] = EVAL_SETS) -> dict[str, dict[str, object]]:
-    """Run uninext-eval on every set; returns {folder: {"task", "metrics", "frames", "seconds"}}."""
+    """Run uninext-eval on every set; returns {key: {"task", "metrics", "frames", "units", "seconds"}}."""
     from uninext_core.eval.cli import main as uninext_eval
 
     results: dict[str, dict[str, object]] = {}
     for spec in sets:
-        run_dir = out / spec.folder
+        run_dir = out / spec.key
         argv = ["--task", spec.task, "--data", str(root / spec.folder), "--checkpoint", str(checkpoint),
                 "--threads", str(threads), "--out", str(run_dir), *spec.eval_args]
         if limit is not None:
@@ -98,7 +111,7 @@ def evaluate(checkpoint: Path, root: Path, out: Path, *, limit: int | None, thre
         if status != 0:
             raise RuntimeError(f"uninext-eval {' '.join(argv)} exited with {status}")
         result = json.loads((run_dir / "result.json").read_text())
-        results[spec.folder] = {"task": spec.task, "metrics": result["metrics"],
+        results[spec.key] = {"task": spec.task, "metrics": result["metrics"],
                                 "frames": result["evaluated"]["frames"], "units": result["evaluated"]["units"],
                                 "seconds": round(time.monotonic() - start, 1)}
     return results
@@ -108,7 +121,9 @@ def scores_table(results: dict[str, dict[str, object]], *, sets: Sequence[EvalSe
     """The card's Markdown table: metric, value, target, evaluation set size."""
     lines = ["| metric | value | target | evaluated on |", "|---|---|---|---|"]
     for spec in sets:
-        result = results[spec.folder]
+        if spec.key not in results:
+            raise ValueError(f"no scores for the {spec.key} set (an older scores.json? re-run without --only)")
+        result = results[spec.key]
         metrics = result["metrics"]
         for key, name, target in spec.metrics:
             value = metrics.get(key)
@@ -179,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="score the first N units of each set only")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--update-card", type=Path, default=None, help="MODEL.md whose score block to rewrite")
-    parser.add_argument("--only", action="append", choices=[s.folder for s in EVAL_SETS], default=None,
+    parser.add_argument("--only", action="append", choices=[s.key for s in EVAL_SETS], default=None,
                         help="re-score this set only (repeatable); the others come from --out's scores.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -194,10 +209,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
     generate_eval_sets(args.eval_root)
-    chosen = [s for s in EVAL_SETS if not args.only or s.folder in args.only]
+    chosen = [s for s in EVAL_SETS if not args.only or s.key in args.only]
     results |= evaluate(args.checkpoint, args.eval_root, args.out, limit=args.limit, threads=args.threads,
                         sets=chosen)
-    table = scores_table(results)
+    try:
+        table = scores_table(results)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scores.json").write_text(json.dumps({"checkpoint": str(args.checkpoint), "limit": args.limit,
                                                       "eval_seed": EVAL_SEED, "results": results}, indent=2))

@@ -13,6 +13,8 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
+from uninext_core.tasks.motion_prior import NODE_SOT_MOTION_SIGMA, NODE_SOT_MOTION_WEIGHT
+
 PRESETS: tuple[str, ...] = ("tiny", "r50", "convnext_l", "vit_h")
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt")
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
@@ -114,6 +116,11 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   maximum=100000, runtime=True),
     ParameterSpec("template_update_threshold", 0.7, "Score needed for an online template update (SOT/VOS).",
                   minimum=0.0, maximum=1.0, runtime=True),
+    ParameterSpec("sot_motion_weight", NODE_SOT_MOTION_WEIGHT, "SOT: weight of the preference for candidates near "
+                  "the target's last box when choosing it (0: the official full-frame top-1).", minimum=0.0,
+                  maximum=1.0, runtime=True),
+    ParameterSpec("sot_motion_sigma", NODE_SOT_MOTION_SIGMA, "SOT: width of that preference, in sizes of the last "
+                  "box.", minimum=0.05, maximum=10.0, runtime=True),
 )
 SPECS: dict[str, ParameterSpec] = {spec.name: spec for spec in PARAMETERS}
 
@@ -149,6 +156,8 @@ class NodeParams:
     track_memory_frames: int
     template_update_interval: int
     template_update_threshold: float
+    sot_motion_weight: float
+    sot_motion_sigma: float
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> NodeParams:

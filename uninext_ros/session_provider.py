@@ -91,6 +91,8 @@ class ModelSessionProvider:
                                    memo_tracklet_frames=params.track_memory_frames),
             template_update_interval=params.template_update_interval,
             template_update_threshold=params.template_update_threshold,
+            sot_motion_weight=params.sot_motion_weight,
+            sot_motion_sigma=params.sot_motion_sigma,
         )
 
 

@@ -29,7 +29,7 @@ SHIPPED = shipped_weights("tiny")
 
 
 def _results(**values: float) -> dict[str, dict[str, object]]:
-    return {spec.folder: {"task": spec.task, "units": 3, "frames": 30,
+    return {spec.key: {"task": spec.task, "units": 3, "frames": 30,
                           "metrics": {key: values.get(key, 0.25) for key, _, _ in spec.metrics}}
             for spec in EVAL_SETS}
 
