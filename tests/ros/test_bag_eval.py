@@ -31,6 +31,7 @@ from uninext_ros.bag_io import IMAGE_TYPE, BagOutput, bag_typestore, open_bag
 from uninext_ros.bag_scenario import read_scenario
 from uninext_ros.conversions import msg_to_instances
 from uninext_ros.make_bag import make_bag
+from uninext_ros.params import SPECS
 
 SIZE = ["--short-side", "96", "--max-size", "128", "--threads", "1"]
 CLASSES = "circle,square,triangle,star,hexagon,cross,heart,ring,ellipse,diamond"
@@ -99,7 +100,10 @@ def sot_run(data, checkpoint, tmp_path_factory) -> dict[str, Path]:
 
 
 def test_sot_bag_metrics_equal_the_offline_evaluator(sot_run, data, checkpoint) -> None:
-    offline = _offline("sot", data["sot"], checkpoint, sot_run["offline"], "--limit", "1")
+    # bag_eval applies the node's parameters, the SOT continuity prior included; give the offline run the same.
+    node_rule = ["--set", f"sot_motion_weight={SPECS['sot_motion_weight'].default}",
+                 "--set", f"sot_motion_sigma={SPECS['sot_motion_sigma'].default}"]
+    offline = _offline("sot", data["sot"], checkpoint, sot_run["offline"], "--limit", "1", *node_rule)
     metrics = _metrics(sot_run["out"])
     assert metrics == offline and metrics["sequences"] == 1
     result = json.loads((sot_run["out"] / "result.json").read_text())
