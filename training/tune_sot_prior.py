@@ -27,8 +27,8 @@ from uninext_core.deploy.backend import Backend
 from uninext_core.eval.sot import SotSequenceResult, evaluate_sot_sequence, summarize_sot
 from uninext_core.model.outputs import RawOutputs
 from uninext_core.model.prompt_features import PromptFeatures
-from uninext_core.ops.boxes import box_cxcywh_to_xyxy
 from uninext_core.tasks.motion_prior import choose_with_continuity
+from uninext_core.tasks.preprocess import normalized_boxes_to_frame
 from uninext_core.tasks.scoring import pooled_scores
 
 DEFAULT_WEIGHTS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -95,12 +95,9 @@ def record(checkpoint: Path, data: Path, *, threads: int) -> list[RecordedSequen
         run = run_unit(session, store, unit)
         (target,) = unit.referent_ids
         gt, visible, chosen, boxes = [], [], [], []
-        height, width = run.truths[0].image_size
-        scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+        frame_hw = run.truths[0].image_size
         for scores, cxcywh in recorder.records:
-            xyxy = box_cxcywh_to_xyxy(cxcywh) * scale
-            boxes.append((scores, torch.stack([xyxy[:, 0].clamp(0, width), xyxy[:, 1].clamp(0, height),
-                                               xyxy[:, 2].clamp(0, width), xyxy[:, 3].clamp(0, height)], dim=1)))
+            boxes.append((scores, normalized_boxes_to_frame(cxcywh, frame_hw)))
         for truth, output in zip(run.truths, run.outputs, strict=True):
             row = truth.index_of(target)
             gt.append(np.zeros(4) if row is None else truth.boxes_xyxy_px[row].astype(np.float64))

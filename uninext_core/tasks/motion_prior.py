@@ -2,7 +2,7 @@
 
 A departure from the official SOT rule (reference §7: top-1 over the full frame, no search region), off by default
 (`SessionConfig.sot_motion_weight = 0`). Why it exists: a small model scores same-coloured distractors about as high
-as the target (measured on the synthetic world: the shipped `tiny` jumps from a yellow checkered hexagon to a yellow
+as the target (seen on the synthetic world: the stage-3 `tiny` jumped from a yellow checkered hexagon to a yellow
 striped circle), and a full-frame top-1 follows the jump. Siamese and transformer trackers (SiamFC, SiamRPN, OSTrack)
 penalise displacement with a cosine (Hanning) window over their search region for the same reason; UNINEXT has no
 search region, so the window here is a Gaussian around the last output box, sized by that box:
@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 
 # The ROS node's default (and the rule of the model card's SOT row). The official rule is weight 0. Chosen for the
-# stage-3 `tiny` by `training.tune_sot_prior` on 30 synthetic validation videos of seeds 2 and 3 — not the card's
-# seed-1 evaluation set — inside the plateau (weight 0.4-0.7, sigma 1-2) where the success AUC was best and flattest;
-# MODEL.md lists the search.
+# stage-3 `tiny` on 30 synthetic validation videos of seeds 2 and 3 — not the card's seed-1 evaluation set — inside
+# the plateau (weight 0.4-0.7, sigma 1-2) where the success AUC was best and flattest, and confirmed for the shipped
+# continuation with `training.tune_sot_prior`; MODEL.md lists the search.
 NODE_SOT_MOTION_WEIGHT = 0.6
 NODE_SOT_MOTION_SIGMA = 1.5
 

@@ -39,6 +39,15 @@ def letterbox_size(height: int, width: int, *, target_hw: tuple[int, int]) -> tu
             min(target_hw[1], max(1, int(width * scale + 0.5))))
 
 
+def normalized_boxes_to_frame(boxes_cxcywh: torch.Tensor, frame_hw: tuple[int, int]) -> torch.Tensor:
+    """(N, 4) network boxes, cxcywh in [0, 1] of the un-padded image -> (N, 4) float32 xyxy frame pixels, clipped."""
+    height, width = frame_hw
+    scale = boxes_cxcywh.new_tensor([width, height, width, height], dtype=torch.float32)
+    boxes = box_cxcywh_to_xyxy(boxes_cxcywh.float()) * scale
+    return torch.stack([boxes[:, 0].clamp(0, width), boxes[:, 1].clamp(0, height),
+                        boxes[:, 2].clamp(0, width), boxes[:, 3].clamp(0, height)], dim=1)
+
+
 class PreparedFrame(NamedTuple):
     """One frame as the network sees it, and the geometry to map outputs back.
 
@@ -58,11 +67,7 @@ class PreparedFrame(NamedTuple):
 
     def boxes_to_frame(self, boxes_cxcywh: torch.Tensor) -> torch.Tensor:
         """(N, 4) cxcywh in [0, 1] of the un-padded image -> (N, 4) float32 xyxy pixels of the frame, clipped."""
-        height, width = self.frame_hw
-        scale = boxes_cxcywh.new_tensor([width, height, width, height], dtype=torch.float32)
-        boxes = box_cxcywh_to_xyxy(boxes_cxcywh.float()) * scale
-        return torch.stack([boxes[:, 0].clamp(0, width), boxes[:, 1].clamp(0, height),
-                            boxes[:, 2].clamp(0, width), boxes[:, 3].clamp(0, height)], dim=1)
+        return normalized_boxes_to_frame(boxes_cxcywh, self.frame_hw)
 
     def mask_probs_to_frame(self, mask_logits: torch.Tensor) -> torch.Tensor:
         """(K, H_p/s, W_p/s) mask logits -> (K, H, W) float32 probabilities at the frame size.
