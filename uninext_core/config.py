@@ -62,6 +62,18 @@ class TextEncoderConfig:
     hidden_dim: int = 768
     max_tokens: int = 256
     frozen: bool = False
+    # Trainable layers on the encoder's tokens (uninext_core.model.text_adapter); 0 = none, as officially.
+    adapter_layers: int = 0
+    adapter_heads: int = 4
+    adapter_ffn_dim: int = 768
+
+    def __post_init__(self) -> None:
+        if self.adapter_layers < 0:
+            raise ValueError(f"text.adapter_layers must be >= 0, got {self.adapter_layers}")
+        if self.adapter_layers and (self.adapter_heads <= 0 or self.hidden_dim % self.adapter_heads
+                                    or self.adapter_ffn_dim <= 0):
+            raise ValueError(f"text.adapter_heads must divide hidden_dim {self.hidden_dim} and adapter_ffn_dim must be "
+                             f"positive, got {self.adapter_heads} and {self.adapter_ffn_dim}")
 
 
 @dataclass(frozen=True)
@@ -189,7 +201,8 @@ def tiny(*, video: bool = True) -> UninextConfig:
         name="tiny",
         video=video,
         backbone=BackboneConfig(kind="mobilenet_v3_large", out_channels=(40, 112, 960), norm="bn", freeze_at=0),
-        text=TextEncoderConfig(path=None, hidden_dim=384, max_tokens=64, frozen=True),
+        text=TextEncoderConfig(path=None, hidden_dim=384, max_tokens=64, frozen=True, adapter_layers=2, adapter_heads=4,
+                               adapter_ffn_dim=768),
         template=TemplateConfig(enabled=video, size=128, search_area_factor=2.0),
         fusion=FusionConfig(inner_dim=512, num_heads=4, attn_dropout=0.1, init_gamma=1.0 / 2.0),
         transformer=TransformerConfig(d_model=128, num_heads=4, num_encoder_layers=2, num_decoder_layers=2,

@@ -1,7 +1,8 @@
 """Export the UNINEXT network (not the trackers) to ONNX in three parts (reference §11.3).
 
-* `text_encoder.onnx`: BERT, input_ids / attention_mask (1, T_text) int64 -> hidden (1, T_text, C_l) float32. The
-  mask of the prompt is the attention mask itself and is made on the host.
+* `text_encoder.onnx`: BERT, then the text adapter where the preset has one; input_ids / attention_mask (1, T_text)
+  int64 -> hidden (1, T_text, C_l) float32. The mask of the prompt is the attention mask itself and is made on the
+  host.
 * `template_encoder.onnx` (video models): crops (1, 4, S, S) float32 + padding (1, S, S) bool -> hidden
   (1, (S/8)², C_l) float32 and mask (1, (S/8)²) bool.
 * `main.onnx`: images (1, 3, H, W) float32 + pixel_mask (1, H, W) bool + prompt_hidden (1, T, C_l) float32 +
@@ -73,10 +74,10 @@ class TextEncoderGraph(nn.Module):
 
     def __init__(self, model: Uninext) -> None:
         super().__init__()
-        self.text_encoder = model.text_encoder
+        self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.text_encoder(input_ids, attention_mask).hidden
+        return self.model.encode_text(input_ids, attention_mask).hidden
 
 
 class TemplateEncoderGraph(nn.Module):

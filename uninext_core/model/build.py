@@ -19,6 +19,7 @@ from uninext_core.model.mlp import MLP
 from uninext_core.model.reid_head import ReidHead
 from uninext_core.model.retrieval import StillClassifier, VLAlign, prior_bias
 from uninext_core.model.template_encoder import TemplateEncoder
+from uninext_core.model.text_adapter import TextAdapter
 from uninext_core.model.text_encoder import build_text_encoder
 from uninext_core.model.transformer import DeformableTransformer
 from uninext_core.model.uninext import Uninext
@@ -97,6 +98,10 @@ def build_model(preset_or_config: str | UninextConfig, *, allow_random_text_init
     resizer = FeatureResizer(input_dim=text_dim, output_dim=d_model, dropout=t.dropout)
 
     text_encoder = build_text_encoder(cfg.text, allow_random_init=allow_random_text_init)
+    text_adapter = None
+    if cfg.text.adapter_layers:
+        text_adapter = TextAdapter(width=text_dim, num_layers=cfg.text.adapter_layers, num_heads=cfg.text.adapter_heads,
+                                   ffn_dim=cfg.text.adapter_ffn_dim)
     template_encoder = None
     if cfg.template.enabled:
         template_encoder = TemplateEncoder(backbone=build_backbone(cfg.backbone, in_channels=4), input_proj=input_proj,
@@ -110,7 +115,7 @@ def build_model(preset_or_config: str | UninextConfig, *, allow_random_text_init
     model = Uninext(
         backbone=backbone, input_proj=input_proj, transformer=transformer, class_embed=class_embed,
         bbox_embed=bbox_embed, iou_head=iou_head, controller=controller, mask_head=mask_head, resizer=resizer,
-        text_encoder=text_encoder, template_encoder=template_encoder, reid_head=reid_head,
+        text_encoder=text_encoder, text_adapter=text_adapter, template_encoder=template_encoder, reid_head=reid_head,
         mask_dynamic_channels=h.mask_dynamic_channels, mask_dynamic_layers=h.mask_dynamic_layers,
         mask_out_stride=h.mask_out_stride, dn_number=t.dn_number, box_noise_scale=t.box_noise_scale,
         size_divisibility=cfg.input.size_divisibility,

@@ -9,7 +9,8 @@ Submodule names follow the official checkpoint (`detr.detr.*` / `detr.*` prefixe
 backbone, input_proj, transformer (level_embed, fusion = encoder.vl_layers.0.b_attn, encoder, enc_output(_norm),
 tgt_embed, decoder, resizer), class_embed.{0..N-1} (VLAlign) + class_embed.N (StillClassifier), bbox_embed.{0..N},
 iou_head.{0..N-1}, controller, mask_head, resizer (denoising label encoder), reid_head (reid_embed_head),
-template_encoder (ref_backbone, shared input_proj, sot_fuser, adjust_layer), text_encoder (text_encoder.body).
+template_encoder (ref_backbone, shared input_proj, sot_fuser, adjust_layer), text_encoder (text_encoder.body);
+text_adapter (`tiny` only, no official counterpart: uninext_core.model.text_adapter).
 Renames inside: encoder/decoder layer norms (see their docstrings), reid_embed_head.0.* -> reid_head.{layers,
 ref_point_head}.*, reid_embed_head.1.* -> reid_head.embed.*; the official `transformer.decoder.{class,bbox}_embed.*`
 entries are aliases of the top-level heads.
@@ -68,6 +69,7 @@ class Uninext(nn.Module):
         mask_head: MaskHeadSmallConv on the s8/s16/s32 encoder memory.
         resizer: denoising label encoder (FeatureResizer, C_l -> C).
         text_encoder: TextEncoder (tokens -> PromptFeatures).
+        text_adapter: TextAdapter on the text encoder's tokens (a `tiny` departure), or None (official).
         template_encoder: TemplateEncoder (4-channel crops -> PromptFeatures), or None for image-only models.
         reid_head: ReidHead, or None (then embeddings are (B, Q, 0)).
         mask_dynamic_channels: D of the dynamic convs (8).
@@ -91,6 +93,7 @@ class Uninext(nn.Module):
         mask_head: MaskHeadSmallConv,
         resizer: nn.Module,
         text_encoder: nn.Module,
+        text_adapter: nn.Module | None = None,
         template_encoder: nn.Module | None,
         reid_head: ReidHead | None,
         mask_dynamic_channels: int = 8,
@@ -116,6 +119,7 @@ class Uninext(nn.Module):
         self.mask_head = mask_head
         self.resizer = resizer
         self.text_encoder = text_encoder
+        self.text_adapter = text_adapter
         self.template_encoder = template_encoder
         self.reid_head = reid_head
         self.num_decoder_layers = num_layers
@@ -131,8 +135,10 @@ class Uninext(nn.Module):
     # ----------------------------------------------------------------------------------------------------------
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> PromptFeatures:
-        """BERT features of tokenised prompts: (B, T) ids and mask -> PromptFeatures (B, T, C_l)."""
-        return self.text_encoder(input_ids, attention_mask)
+        """BERT features of tokenised prompts (then the text adapter, if the preset has one): (B, T) ids and mask ->
+        PromptFeatures (B, T, C_l)."""
+        features = self.text_encoder(input_ids, attention_mask)
+        return features if self.text_adapter is None else self.text_adapter(features)
 
     def encode_template(self, crops: torch.Tensor, padding: torch.Tensor | None = None) -> PromptFeatures:
         """Visual prompt tokens of template crops.
