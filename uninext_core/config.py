@@ -196,7 +196,9 @@ def tiny(*, video: bool = True) -> UninextConfig:
 
     Departures from the official recipe, on purpose: the text encoder is frozen from stage 1 on (officially trained at
     LR 1e-5 in stages 1-2) so the shipped weights can leave the packaged MiniLM out; prompts are 64 tokens (official
-    256): enough for ~25 class names or one expression, and the fusion and retrieval costs scale with it."""
+    256): enough for ~25 class names or one expression, and the fusion and retrieval costs scale with it; two
+    trainable transformer layers (`text.adapter_layers`, uninext_core.model.text_adapter) sit on the frozen encoder's
+    tokens and give expressions the task-specific processing that fine-tuning BERT gives the official model."""
     return UninextConfig(
         name="tiny",
         video=video,
