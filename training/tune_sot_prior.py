@@ -23,32 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from uninext_core.deploy.backend import Backend
+from training.recording_backend import RecordingBackend
 from uninext_core.eval.sot import SotSequenceResult, evaluate_sot_sequence, summarize_sot
-from uninext_core.model.outputs import RawOutputs
-from uninext_core.model.prompt_features import PromptFeatures
 from uninext_core.tasks.motion_prior import choose_with_continuity
 from uninext_core.tasks.preprocess import normalized_boxes_to_frame
-from uninext_core.tasks.scoring import pooled_scores
 
 DEFAULT_WEIGHTS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 DEFAULT_SIGMAS = (0.5, 1.0, 1.5, 2.0, 3.0)
-
-
-class RecordingBackend:
-    """A Backend that forwards every call and keeps (scores, normalised cxcywh boxes) of each `infer`."""
-
-    def __init__(self, inner: Backend) -> None:
-        self._inner = inner
-        self.records: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._inner, name)
-
-    def infer(self, images: torch.Tensor, pixel_mask: torch.Tensor, prompt: PromptFeatures) -> RawOutputs:
-        raw = self._inner.infer(images, pixel_mask, prompt)
-        self.records.append((pooled_scores(raw, use_iou=True).cpu(), raw.boxes_cxcywh[0].float().cpu()))
-        return raw
 
 
 class RecordedSequence:

@@ -7,15 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from training.tune_sot_prior import main, record, replay, search
-from uninext_core.checkpoint.safetensors_io import save_weights
-from uninext_core.config import tiny
 from uninext_core.data.synthetic.__main__ import main as synth_main
 from uninext_core.eval.cli import main as uninext_eval
 from uninext_core.eval.sot import summarize_sot
-from uninext_core.model.build import build_model
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +23,8 @@ def sot_data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(1)
-    config = tiny()
-    return save_weights(tmp_path_factory.mktemp("weights") / "tiny.safetensors", build_model(config).state_dict(),
-                        config=config)
+def checkpoint(random_tiny_checkpoint) -> Path:
+    return random_tiny_checkpoint
 
 
 def test_replay_matches_the_session_run_with_the_same_prior(sot_data, checkpoint, tmp_path) -> None:

@@ -1,0 +1,73 @@
+"""`training.diagnose_rec`: wording kinds, IoU and probes on constructed cases; the report of a real session run is
+consistent with the session's own REC choice; bad input is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.diagnose_rec import box_iou, main, probe_accuracy, wording_kind
+from uninext_core.data.synthetic.__main__ import main as synth_main
+
+
+@pytest.mark.parametrize(("expression", "kind"), [
+    ("the second red triangle from the bottom", "ordinal"),
+    ("the green cross right of the orange ring", "relation"),
+    ("the circle below the small orange circle", "relation"),
+    ("the topmost black ellipse", "extreme"),
+    ("the largest blue star", "extreme"),
+    ("the yellow square", "attribute"),
+    ("the hexagon", "name"),
+])
+def test_wording_kind(expression: str, kind: str) -> None:
+    assert wording_kind(expression) == kind
+
+
+def test_box_iou_hand_computed() -> None:
+    boxes = np.array([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 3.0], [5.0, 5.0, 6.0, 6.0]])
+    assert box_iou(boxes, np.array([0.0, 0.0, 2.0, 2.0])) == pytest.approx([1.0, 1.0 / 7.0, 0.0], abs=1e-6)
+
+
+def test_probe_finds_a_present_attribute_and_not_an_absent_one() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.array(["red", "blue", "green"] * 60)
+    present = np.eye(3)[np.arange(180) % 3] * 3.0 + rng.normal(size=(180, 3))
+    absent = rng.normal(size=(180, 8))
+    train = np.arange(180) < 120
+    accuracy, majority = probe_accuracy(present, labels, train)
+    assert accuracy > 0.9 and majority == pytest.approx(1 / 3)
+    assert probe_accuracy(absent, labels, train)[0] < 0.6
+
+
+@pytest.fixture(scope="module")
+def ref_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "ref"
+    assert synth_main(["--out", str(out), "--task", "referring", "--seed", "4", "--size", "96", "--num-images",
+                       "3"]) == 0
+    return out
+
+
+def test_report_of_a_session_run(ref_data, random_tiny_checkpoint, tmp_path, capsys) -> None:
+    out = tmp_path / "diagnosis.json"
+    assert main(["--checkpoint", str(random_tiny_checkpoint), "--data", str(ref_data), "--limit", "8",
+                 "--probe-limit", "8", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["expressions"] == 8
+    assert sum(v["count"] for v in report["accuracy_by_wording"].values()) == 8
+    top = report["referent_in_top_k"]
+    rates = [top[k] for k in ("1", "2", "3", "5", "10", "all")]
+    assert rates == sorted(rates)
+    # The session chooses its REC box by the same score the recorder ranks by.
+    assert top["1"] == pytest.approx(report["accuracy"])
+    assert report["probe_objects"] > 0
+    assert "REC accuracy" in capsys.readouterr().out
+
+
+def test_bad_input_is_refused(ref_data, random_tiny_checkpoint, tmp_path, capsys) -> None:
+    assert main(["--checkpoint", str(tmp_path / "none.safetensors"), "--data", str(ref_data)]) == 2
+    assert main(["--checkpoint", str(random_tiny_checkpoint), "--data", str(tmp_path)]) == 2
+    assert main(["--checkpoint", str(random_tiny_checkpoint), "--data", str(ref_data), "--limit", "0"]) == 2
+    assert "error:" in capsys.readouterr().err

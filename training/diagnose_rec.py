@@ -1,0 +1,196 @@
+"""Why does REC miss? Accuracy by wording, where the referent ranks, and what the query features know.
+
+    python -m training.diagnose_rec --checkpoint uninext_core/assets/uninext_tiny.safetensors \
+        --data data/synth_eval_seed1/ref --limit 400 --probe-limit 150 --out runs/rec_diagnosis.json
+
+Runs the first `--limit` expressions of a synthetic referring set through the perception session (official REC
+rule) and reports:
+
+* accuracy (IoU ≥ 0.5) by the kind of wording: ordinal ("the second ... from the left"), relation ("... left of
+  ..."), extreme ("the topmost ...", "the largest ..."), attribute (a colour word), name (none of these);
+* the share of expressions whose referent is among the k best-scored queries (k = 1, 2, 3, 5, 10, all): a high
+  "all" with a low "1" means the detector proposes the referent and the ranking by the prompt fails;
+* linear probes on the last decoder layer's query features of the first `--probe-limit` expressions: for every
+  annotated object, the query whose box overlaps it best (IoU ≥ 0.5); logistic regression fitted on the first half of
+  the images, scored on the second half, against the majority-class rate. A probe near its majority rate means the
+  queries do not carry that attribute, and no prompt can select by it.
+
+Synthetic annotations only (the probes read each object's `attributes`: colour, kind, size, texture).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.recording_backend import RecordingBackend
+from uninext_core.data.synthetic.scene import COLOURS
+from uninext_core.data.transforms import ORDINAL_WORDS
+from uninext_core.tasks.preprocess import normalized_boxes_to_frame
+
+TOP_K = (1, 2, 3, 5, 10)
+PROBED = ("colour", "kind", "size", "texture")
+_ORDINAL = re.compile(r"\b(" + "|".join(ORDINAL_WORDS) + r")\b")
+_RELATION = re.compile(r"\b(left of|right of|above|below)\b")
+_EXTREME = re.compile(r"\b(leftmost|rightmost|topmost|bottommost|largest|smallest)\b")
+_COLOUR = re.compile(r"\b(" + "|".join(COLOURS) + r")\b")
+
+
+def wording_kind(expression: str) -> str:
+    """ordinal, relation, extreme, attribute or name (first that applies, in this order)."""
+    text = expression.lower()
+    for kind, pattern in (("ordinal", _ORDINAL), ("relation", _RELATION), ("extreme", _EXTREME),
+                          ("attribute", _COLOUR)):
+        if pattern.search(text):
+            return kind
+    return "name"
+
+
+def box_iou(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """IoU of each (N, 4) xyxy box with one xyxy box."""
+    lt, rb = np.maximum(boxes[:, :2], box[:2]), np.minimum(boxes[:, 2:], box[2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=1)
+    areas = (boxes[:, 2:] - boxes[:, :2]).clip(min=0).prod(axis=1)
+    return inter / (areas + (box[2:] - box[:2]).prod() - inter + 1e-9)
+
+
+def probe_accuracy(features: np.ndarray, labels: np.ndarray, train: np.ndarray) -> tuple[float, float]:
+    """(held-out accuracy of a logistic-regression probe, majority-class rate on the held-out rows)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(features[train])
+    probe = LogisticRegression(max_iter=3000, C=0.1).fit(scaler.transform(features[train]), labels[train])
+    held = ~train
+    accuracy = float(probe.score(scaler.transform(features[held]), labels[held]))
+    majority = max(float(np.mean(labels[held] == value)) for value in set(labels[held]))
+    return accuracy, majority
+
+
+def diagnose(checkpoint: Path, data: Path, *, limit: int, probe_limit: int, threads: int) -> dict:
+    """Run the expressions and collect the three reports (see the module docstring)."""
+    from uninext_core.checkpoint.safetensors_io import read_config
+    from uninext_core.deploy.loading import load_backend
+    from uninext_core.eval.datasets import open_data, resolve_data
+    from uninext_core.eval.runner import run_unit
+    from uninext_core.eval.units import build_units
+    from uninext_core.tasks.session import Session
+    from uninext_core.tasks.session_config import SessionConfig
+
+    torch.set_num_threads(threads)
+    annotations = data / "annotations" / "instances.json"
+    attributes = {a["id"]: a.get("attributes", {}) for a in json.loads(annotations.read_text())["annotations"]}
+    store = open_data(resolve_data(str(data), task="rec"))
+    units = build_units(store, task="rec", limit=limit)
+    loaded = load_backend(preset=read_config(checkpoint).name, checkpoint=str(checkpoint), backend="torch",
+                          device="cpu", engine_path="", text_encoder_path="")
+    model = loaded.backend.model
+    last_hidden: dict[str, torch.Tensor] = {}
+    # The IoU head of the last decoder layer sees exactly that layer's query features (B, Q, C).
+    model.iou_head[-1].register_forward_hook(lambda _m, inputs, _o: last_hidden.update(h=inputs[0][0].detach()))
+    recorder = RecordingBackend(loaded.backend)
+    session = Session(recorder, tokenizer=loaded.tokenizer, config=SessionConfig())
+
+    hits: dict[str, list[bool]] = defaultdict(list)
+    ranks: dict[int | str, list[bool]] = defaultdict(list)
+    probe_rows: list[tuple[int, np.ndarray, dict]] = []
+    images: dict[str, int] = {}
+    for index, unit in enumerate(units):
+        recorder.records.clear()
+        run = run_unit(session, store, unit)
+        truth, output = run.truths[0], run.outputs[0]
+        (referent,) = unit.referent_ids
+        target = truth.boxes_xyxy_px[truth.index_of(referent)].astype(np.float64)
+        image_name, expression = unit.name.split(": ", 1)
+        chosen = output.instances.boxes_xyxy[:1].astype(np.float64)
+        hits[wording_kind(expression)].append(bool(len(chosen)) and bool(box_iou(chosen, target)[0] >= 0.5))
+        scores, cxcywh = recorder.records[-1]
+        boxes = normalized_boxes_to_frame(cxcywh, truth.image_size).numpy().astype(np.float64)
+        overlaps = box_iou(boxes[np.argsort(-scores.numpy(), kind="stable")], target) >= 0.5
+        for k in TOP_K:
+            ranks[k].append(bool(overlaps[:k].any()))
+        ranks["all"].append(bool(overlaps.any()))
+        if index < probe_limit:
+            image = images.setdefault(image_name, len(images))
+            hidden = last_hidden["h"].float().numpy()
+            for object_id, box in zip(truth.ids, truth.boxes_xyxy_px.astype(np.float64), strict=True):
+                overlap = box_iou(boxes, box)
+                if overlap.max() >= 0.5:
+                    probe_rows.append((image, hidden[int(overlap.argmax())], attributes.get(int(object_id), {})))
+
+    everything = [hit for kind_hits in hits.values() for hit in kind_hits]
+    report: dict = {
+        "checkpoint": str(checkpoint), "data": str(data), "expressions": len(everything),
+        "accuracy": float(np.mean(everything)) if everything else 0.0,
+        "accuracy_by_wording": {k: {"accuracy": float(np.mean(v)), "count": len(v)} for k, v in sorted(hits.items())},
+        "referent_in_top_k": {str(k): float(np.mean(v)) for k, v in ranks.items()},
+        "probes": {},
+    }
+    if probe_rows:
+        split_image = len(images) // 2
+        train = np.array([image < split_image for image, _, _ in probe_rows])
+        features = np.stack([row[1] for row in probe_rows])
+        for name in PROBED:
+            labels = np.array([str(row[2].get(name, "")) for row in probe_rows])
+            if train.all() or not train.any() or len(set(labels[train])) < 2:
+                continue
+            accuracy, majority = probe_accuracy(features, labels, train)
+            report["probes"][name] = {"accuracy": accuracy, "majority": majority}
+        report["probe_objects"] = len(probe_rows)
+        report["probe_images"] = len(images)
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The report as a few readable lines."""
+    lines = [f"REC accuracy {report['accuracy']:.3f} over {report['expressions']} expressions"]
+    lines += [f"  {kind:9s} {v['accuracy']:.3f}  (n={v['count']})" for kind, v in report["accuracy_by_wording"].items()]
+    lines.append("referent among the k best-scored queries: " + ", ".join(
+        f"{k}: {v:.3f}" for k, v in report["referent_in_top_k"].items()))
+    if report["probes"]:
+        lines.append(f"query-feature probes ({report['probe_objects']} objects, {report['probe_images']} images; "
+                     "held-out accuracy / majority class):")
+        lines += [f"  {name:8s} {v['accuracy']:.3f} / {v['majority']:.3f}" for name, v in report["probes"].items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry. Exit 0, or 2 for bad input."""
+    parser = argparse.ArgumentParser(prog="python -m training.diagnose_rec", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, required=True, help="weights (.safetensors)")
+    parser.add_argument("--data", type=Path, required=True, help="synthetic referring set (RefCOCO layout)")
+    parser.add_argument("--limit", type=int, default=400, help="expressions to run (first N)")
+    parser.add_argument("--probe-limit", type=int, default=150, help="expressions whose query features are probed")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None, help="also write the report as JSON here")
+    args = parser.parse_args(argv)
+    for path in (args.checkpoint, args.data / "annotations" / "instances.json"):
+        if not path.exists():
+            print(f"error: {path} does not exist", file=sys.stderr)
+            return 2
+    if args.limit < 1 or args.probe_limit < 0 or args.threads < 1:
+        print("error: --limit and --threads must be >= 1 and --probe-limit >= 0", file=sys.stderr)
+        return 2
+    try:
+        report = diagnose(args.checkpoint, args.data, limit=args.limit, probe_limit=args.probe_limit,
+                          threads=args.threads)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2))
+    print(format_report(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
