@@ -33,6 +33,7 @@ import torch
 from training.recording_backend import RecordingBackend
 from uninext_core.data.synthetic.scene import COLOURS
 from uninext_core.data.transforms import ORDINAL_WORDS
+from uninext_core.eval.overlaps import box_iou_xyxy
 from uninext_core.tasks.preprocess import normalized_boxes_to_frame
 
 TOP_K = (1, 2, 3, 5, 10)
@@ -51,14 +52,6 @@ def wording_kind(expression: str) -> str:
         if pattern.search(text):
             return kind
     return "name"
-
-
-def box_iou(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """IoU of each (N, 4) xyxy box with one xyxy box."""
-    lt, rb = np.maximum(boxes[:, :2], box[:2]), np.minimum(boxes[:, 2:], box[2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=1)
-    areas = (boxes[:, 2:] - boxes[:, :2]).clip(min=0).prod(axis=1)
-    return inter / (areas + (box[2:] - box[:2]).prod() - inter + 1e-9)
 
 
 def probe_accuracy(features: np.ndarray, labels: np.ndarray, train: np.ndarray) -> tuple[float, float]:
@@ -110,10 +103,11 @@ def diagnose(checkpoint: Path, data: Path, *, limit: int, probe_limit: int, thre
         target = truth.boxes_xyxy_px[truth.index_of(referent)].astype(np.float64)
         image_name, expression = unit.name.split(": ", 1)
         chosen = output.instances.boxes_xyxy[:1].astype(np.float64)
-        hits[wording_kind(expression)].append(bool(len(chosen)) and bool(box_iou(chosen, target)[0] >= 0.5))
+        found = bool(len(chosen)) and bool(box_iou_xyxy(chosen, target[None])[0, 0] >= 0.5)
+        hits[wording_kind(expression)].append(found)
         scores, cxcywh = recorder.records[-1]
         boxes = normalized_boxes_to_frame(cxcywh, truth.image_size).numpy().astype(np.float64)
-        overlaps = box_iou(boxes[np.argsort(-scores.numpy(), kind="stable")], target) >= 0.5
+        overlaps = box_iou_xyxy(boxes[np.argsort(-scores.numpy(), kind="stable")], target[None])[:, 0] >= 0.5
         for k in TOP_K:
             ranks[k].append(bool(overlaps[:k].any()))
         ranks["all"].append(bool(overlaps.any()))
@@ -121,7 +115,7 @@ def diagnose(checkpoint: Path, data: Path, *, limit: int, probe_limit: int, thre
             image = images.setdefault(image_name, len(images))
             hidden = last_hidden["h"].float().numpy()
             for object_id, box in zip(truth.ids, truth.boxes_xyxy_px.astype(np.float64), strict=True):
-                overlap = box_iou(boxes, box)
+                overlap = box_iou_xyxy(boxes, box[None])[:, 0]
                 if overlap.max() >= 0.5:
                     probe_rows.append((image, hidden[int(overlap.argmax())], attributes.get(int(object_id), {})))
 

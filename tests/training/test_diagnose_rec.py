@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.diagnose_rec import box_iou, main, probe_accuracy, wording_kind
+from training.diagnose_rec import main, probe_accuracy, wording_kind
 from uninext_core.data.synthetic.__main__ import main as synth_main
 
 
@@ -24,11 +24,6 @@ from uninext_core.data.synthetic.__main__ import main as synth_main
 ])
 def test_wording_kind(expression: str, kind: str) -> None:
     assert wording_kind(expression) == kind
-
-
-def test_box_iou_hand_computed() -> None:
-    boxes = np.array([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 3.0], [5.0, 5.0, 6.0, 6.0]])
-    assert box_iou(boxes, np.array([0.0, 0.0, 2.0, 2.0])) == pytest.approx([1.0, 1.0 / 7.0, 0.0], abs=1e-6)
 
 
 def test_probe_finds_a_present_attribute_and_not_an_absent_one() -> None:
