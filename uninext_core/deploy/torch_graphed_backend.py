@@ -3,12 +3,12 @@
 Per-frame launch overhead of ~1,000 small kernels dominates the eager r50 forward on a fast GPU; a CUDA graph
 replays the whole forward with one launch. Capture needs static shapes (the session letterboxes frames into
 `fixed_input_size`; prompts are padded with masked tokens to a bucket, exactly as for the ONNX backends) and a
-forward without host synchronisation. The eager forward is not capturable as is: `deform_attn.py` and
-`transformer.py` build small constant tensors with `torch.tensor(list, device=cuda)`, a synchronous host-to-device
-copy that CUDA forbids during capture. Tracing the forward first (`torch.jit.trace`, as the ONNX exporter of
-torch's TorchScript path does) records those tensors as device constants, so the traced forward is captured once per
-prompt bucket and replayed. FP16 autocast is traced in (the casts become part of the traced graph). Text and template
-encoders stay eager (they run once per prompt change).
+forward without host synchronisation or copies from pageable host memory: the level-size constants are filled on the
+device (`deform_attn.level_sizes_wh`), never made with `torch.tensor(list, device=cuda)`, and
+tests/core/deploy/test_torch_graphed_backend.py checks on the CPU that the forward makes no tensor from host data.
+The forward is traced (`torch.jit.trace`) at the bucket's shapes, captured once per prompt bucket and replayed. FP16
+autocast is traced in (the casts become part of the traced graph). Text and template encoders stay eager (they run
+once per prompt change).
 """
 
 from __future__ import annotations

@@ -28,6 +28,17 @@ def level_start_index(spatial_shapes: SpatialShapes) -> list[int]:
     return starts
 
 
+def level_sizes_wh(spatial_shapes: SpatialShapes, *, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(L, 2) tensor of (W_l, H_l) per level, made on `device` without a host-to-device copy.
+
+    Each value is written by a fill kernel that takes the Python number as an argument. `torch.tensor(list,
+    device="cuda")` would instead copy from pageable host memory, which CUDA forbids while a graph is being captured
+    (CudaGraphTorchBackend); the ONNX exporter folds either form into one constant.
+    """
+    values = [torch.full((), float(v), dtype=dtype, device=device) for h, w in spatial_shapes for v in (w, h)]
+    return torch.stack(values).view(len(spatial_shapes), 2)
+
+
 def ms_deform_attn_sample(
     value: torch.Tensor,
     spatial_shapes: SpatialShapes,
@@ -143,9 +154,7 @@ class MSDeformAttn(nn.Module):
         sampling_offsets = self.sampling_offsets(query).view(B, Q, M, L, P, 2)
         attention_weights = self.attention_weights(query).view(B, Q, M, L * P).softmax(-1).view(B, Q, M, L, P)
         if reference_points.shape[-1] == 2:
-            # (W_l, H_l) per level as a constant.
-            normalizer = torch.tensor([[float(w), float(h)] for h, w in spatial_shapes], dtype=query.dtype,
-                                      device=query.device)
+            normalizer = level_sizes_wh(spatial_shapes, dtype=query.dtype, device=query.device)
             sampling_locations = (reference_points[:, :, None, :, None, :]
                                   + sampling_offsets / normalizer[None, None, None, :, None, :])
         elif reference_points.shape[-1] == 4:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from uninext_core.model.decoder import DecoderOutputs, DeformableDecoder
-from uninext_core.model.deform_attn import MSDeformAttn
+from uninext_core.model.deform_attn import MSDeformAttn, level_sizes_wh
 from uninext_core.model.denoising import DenoisingQueries, FeatureResizer
 from uninext_core.model.encoder import DeformableEncoder
 from uninext_core.model.fusion import BiMultiHeadAttention, BiXAttentionBlock
@@ -143,7 +143,7 @@ class DeformableTransformer(nn.Module):
         pos_flat = flatten_levels(pos)
         mask_flat = torch.cat([m.flatten(1) for m in padding_masks], 1)
         sizes = valid_sizes(padding_masks)
-        full = torch.tensor([[float(w), float(h)] for h, w in spatial_shapes], device=sizes.device)
+        full = level_sizes_wh(spatial_shapes, dtype=sizes.dtype, device=sizes.device)
         valid_ratios = sizes / full
 
         fused = self.fusion(src_flat, prompt.hidden, prompt.mask)

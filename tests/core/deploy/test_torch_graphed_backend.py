@@ -1,10 +1,12 @@
 """CUDA-graph torch backend: the traced forward it captures equals the eager forward on new inputs (checked on the
-CPU, also with autocast traced in); CPU devices are refused; on a GPU the replayed graph matches eager TorchBackend."""
+CPU, also with autocast traced in); the forward does nothing CUDA forbids during capture (checked on the CPU); CPU
+devices are refused; on a GPU the replayed graph matches eager TorchBackend."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from uninext_core.deploy.backend import model_spec
 from uninext_core.deploy.torch_backend import TorchBackend
@@ -39,6 +41,37 @@ def test_traced_forward_equals_eager_on_new_inputs(model, one_thread):
         got = traced(other_images, other_mask, other_prompt.hidden, other_prompt.mask)
     for name, a, b in zip(expected._fields, expected, got, strict=True):
         torch.testing.assert_close(b, a, rtol=0, atol=0, msg=name)
+
+
+class _CaptureUnsafeOps(TorchDispatchMode):
+    """Records the ops that break CUDA graph capture: tensors made from host data (`torch.tensor(list)` dispatches
+    `lift_fresh`, a pageable host-to-device copy on CUDA) and host synchronisations (`.item()`, `nonzero`)."""
+
+    UNSAFE = ("aten.lift_fresh", "aten._local_scalar_dense", "aten.nonzero", "aten.masked_select")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if str(func).startswith(self.UNSAFE):
+            self.seen.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning")
+def test_forward_is_capture_safe(model, one_thread):
+    """The device run of 2026-11-28 failed capture on `torch.tensor(list, device=cuda)` in the forward; this finds
+    such ops on the CPU, in the eager forward and in the traced graph that is captured."""
+    with torch.no_grad():
+        prompt = model.encode_text(*model.text_encoder.tokenize(["red circle. blue square"]))
+    images, pixel_mask = inputs(1, (120, 150))
+    recorder = _CaptureUnsafeOps()
+    with torch.no_grad(), recorder:
+        model(images, pixel_mask, prompt)
+    assert recorder.seen == []
+    traced = trace_main_network(model, (images, pixel_mask, prompt.hidden, prompt.mask))
+    assert "aten::tensor" not in str(traced.graph)
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning")
