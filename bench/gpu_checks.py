@@ -8,11 +8,15 @@
    how many of the 900 queries were selected differently (near-tied encoder scores).
 3. If `tensorrt` and `pycuda` import: fp32 and fp16 engines of the 640×640 export (build time, cached-load time,
    latency, parity vs onnxruntime as in 2).
+4. The shipped `tiny` weights in the perception session, as the node runs them (bench/session_cases.py `task_cases`:
+   detection, instance segmentation, REC, RES, SOT, MOT on the synthetic 320×320 video): per-frame wall time and the
+   session's own stage split with the torch backend on CUDA (fp32, eager and CUDA graphs at 320×320) and, in the
+   same run, on this machine's CPU.
 
 Every step records its own error instead of stopping the run. Without CUDA the script does nothing and exits 2.
 
     .venv/bin/python bench/gpu_checks.py [--sizes 640x640 800x1333] [--iterations 20]
-        [--out bench/results/gpu_checks.json] [--skip-onnx] [--skip-tensorrt]
+        [--out bench/results/gpu_checks.json] [--skip-onnx] [--skip-tensorrt] [--skip-tiny-session]
 """
 
 from __future__ import annotations
@@ -90,19 +94,49 @@ def _step(record: dict, name: str, action: Callable[[], dict]) -> None:
 
 
 def _parity(expected, got) -> dict:
+    """Max errors per RawOutputs field on the queries both runs selected alike (either may live on the GPU)."""
+    expected = type(expected)(*(t.float().cpu() for t in expected))
+    got = type(got)(*(t.float().cpu() for t in got))
     same = (((expected.mask_reference_px - got.mask_reference_px).abs().amax(-1) <= 1e-2)
             & ((expected.boxes_cxcywh - got.boxes_cxcywh).abs().amax(-1) <= 1e-3))[0]
     errors = {}
     for name in expected._fields:
-        a, b = getattr(expected, name).float().cpu(), getattr(got, name).float().cpu()
+        a, b = getattr(expected, name), getattr(got, name)
         if name != "mask_features":
-            a, b = a[0, same.cpu()], b[0, same.cpu()]
+            a, b = a[0, same], b[0, same]
         errors[name] = float((a - b).abs().max()) if a.numel() else 0.0
     return {"max_abs_error_on_matched_queries": errors, "queries_selected_differently": int((~same).sum()),
             "queries": int(same.numel())}
 
 
-def run(sizes: list[tuple[int, int]], iterations: int, out: Path, skip_onnx: bool, skip_tensorrt: bool) -> dict:
+def _tiny_session(frames: int) -> dict:
+    """Per-frame cost of each task with the shipped tiny weights, torch backend on CUDA and on the CPU."""
+    from session_cases import make_scene, task_cases
+
+    from uninext_core.deploy.backend import model_spec
+    from uninext_core.deploy.loading import load_backend
+    from uninext_core.deploy.torch_graphed_backend import CudaGraphTorchBackend
+
+    scene = make_scene(warmup=3, count=frames)
+    result: dict = {"cpu_threads": torch.get_num_threads(), "timed_frames": frames}
+    for device in ("cuda", "cuda_graphs", "cpu"):
+        loaded = load_backend(preset="tiny", device="cpu" if device == "cpu" else "cuda")
+        backend = loaded.backend
+        if device == "cuda_graphs":  # frames are letterboxed to 320×320, the scene's size
+            backend = CudaGraphTorchBackend(backend.model, spec=model_spec(loaded.config), input_size=(320, 320))
+        try:
+            result[device] = {case.name: case.run(backend, loaded.tokenizer) for case in task_cases(scene)}
+        except Exception as error:  # keep the other devices' figures
+            result[device] = {"error": f"{type(error).__name__}: {error}"}
+    result["median_ms_ratio_vs_cuda_eager"] = {
+        device: {name: round(result[device][name]["median_ms"] / result["cuda"][name]["median_ms"], 2)
+                 for name in result["cuda"]}
+        for device in ("cuda_graphs", "cpu") if "error" not in result[device] and "error" not in result["cuda"]}
+    return result
+
+
+def run(sizes: list[tuple[int, int]], iterations: int, out: Path, skip_onnx: bool, skip_tensorrt: bool,
+        tiny_session: bool = True) -> dict:
     from uninext_core.config import r50
     from uninext_core.deploy.backend import model_spec
     from uninext_core.model.build import build_model
@@ -124,6 +158,8 @@ def run(sizes: list[tuple[int, int]], iterations: int, out: Path, skip_onnx: boo
                                            export_dir=None if skip_onnx else export_root / key,
                                            tensorrt=not skip_tensorrt and index == 0)
         out.write_text(json.dumps(report, indent=2) + "\n")  # keep partial results if a later step dies
+    if tiny_session:
+        _step(report, "tiny_shipped_session", lambda: _tiny_session(max(10, iterations)))
     return report
 
 
@@ -207,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(DEFAULT_OUT))
     parser.add_argument("--skip-onnx", action="store_true")
     parser.add_argument("--skip-tensorrt", action="store_true")
+    parser.add_argument("--skip-tiny-session", action="store_true", help="skip step 4 (needs the shipped weights and "
+                        "the packaged MiniLM)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("gpu_checks: needs a CUDA GPU (torch.cuda.is_available() is False); nothing was measured or written",
@@ -221,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = run(sizes, args.iterations, out, args.skip_onnx, args.skip_tensorrt)
+    report = run(sizes, args.iterations, out, args.skip_onnx, args.skip_tensorrt, not args.skip_tiny_session)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
