@@ -10,6 +10,7 @@ import torch
 from uninext_core.config import UninextConfig, load_config
 from uninext_core.deploy.backend import ModelSpec, model_spec
 from uninext_core.model.build import build_model
+from uninext_core.model.fusion import use_fp16_safe_mask
 from uninext_core.model.mask_head import MASK_FEATURE_STRIDE, masks_for_queries
 from uninext_core.model.outputs import RawOutputs
 from uninext_core.model.prompt_features import PromptFeatures
@@ -27,7 +28,8 @@ class TorchBackend:
         spec: facts about the network (`model_spec(cfg)` of the config it was built from); checked against the
             model's query count, template branch and re-ID head.
         device: "cpu", "cuda", "cuda:1" or a torch.device.
-        fp16: run the main network and the encoders under float16 autocast (CUDA only); outputs are float32.
+        fp16: run the main network and the encoders under float16 autocast (CUDA only); outputs are float32. The
+            model's fusion layers get the float16-safe prompt mask (`fusion.use_fp16_safe_mask`).
 
     Raises:
         ValueError: fp16 on a non-CUDA device, an unavailable CUDA device, or a spec that does not fit the model.
@@ -48,6 +50,8 @@ class TorchBackend:
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {str(device)!r} requested but CUDA is not available")
         _check_spec(model, spec)
+        if fp16:
+            use_fp16_safe_mask(model)  # −9e15 overflows float16 (found on an H100); fp32 results stay the same
         self.model = model.eval().to(device)
         self.spec = spec
         self.device = device

@@ -123,6 +123,21 @@ class BiMultiHeadAttention(nn.Module):
         return FusedFeatures(visual=delta_v, prompt=delta_l)
 
 
+def use_fp16_safe_mask(model: nn.Module) -> int:
+    """Give every fusion attention of `model` the float16-safe padded-token logit; returns how many it changed.
+
+    The official −9e15 overflows float16, so `masked_fill` fails under float16 autocast. Logits are clamped to
+    ±ATTN_CLAMP first, so −6e4 still puts padded tokens ≥ 1e4 below every valid one: their softmax weight is exactly
+    0 in float32 as well, and float32 outputs do not change (tests/core/model/test_fusion.py checks it).
+    """
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, BiMultiHeadAttention) and module.mask_value != FP16_SAFE_MASK_VALUE:
+            module.mask_value = FP16_SAFE_MASK_VALUE
+            changed += 1
+    return changed
+
+
 class BiXAttentionBlock(nn.Module):
     """Pre-norm Bi-XAtt block with layer-scale residuals on the normalised inputs (§3 steps 1 and 5).
 

@@ -124,3 +124,29 @@ def test_gamma_init_and_dropout_only_in_train_mode():
 def test_bad_head_split_is_rejected():
     with pytest.raises(ValueError, match="multiple of num_heads"):
         BiXAttentionBlock(v_dim=4, l_dim=4, embed_dim=10, num_heads=3, dropout=0.0, init_gamma=0.1)
+
+
+def test_fp16_safe_mask_leaves_float32_outputs_unchanged() -> None:
+    """TorchBackend(fp16=True) switches a loaded model to the float16-safe mask; float32 results must not move."""
+    from uninext_core.model.build import build_model
+    from uninext_core.model.fusion import MASK_VALUE, BiMultiHeadAttention, use_fp16_safe_mask
+    from uninext_core.model.prompt_features import PromptFeatures
+
+    torch.manual_seed(0)
+    model = build_model("tiny").eval()
+    generator = torch.Generator().manual_seed(3)
+    images = torch.randn(1, 3, 128, 160, generator=generator)
+    pixel_mask = torch.ones(1, 128, 160, dtype=torch.bool)
+    hidden = torch.randn(1, 16, model.text_encoder.hidden_dim, generator=generator) * 3.0
+    prompt_mask = torch.zeros(1, 16, dtype=torch.bool)
+    prompt_mask[:, :5] = True  # 11 padded tokens, so the mask value matters
+    with torch.no_grad():
+        before = model(images, pixel_mask, PromptFeatures(hidden, prompt_mask))
+        fusions = [m for m in model.modules() if isinstance(m, BiMultiHeadAttention)]
+        assert fusions and all(m.mask_value == MASK_VALUE for m in fusions)
+        assert use_fp16_safe_mask(model) == len(fusions)
+        assert all(m.mask_value == FP16_SAFE_MASK_VALUE for m in fusions)
+        after = model(images, pixel_mask, PromptFeatures(hidden, prompt_mask))
+    for name, a, b in zip(before._fields, before, after, strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=0, msg=name)
+    assert use_fp16_safe_mask(model) == 0
