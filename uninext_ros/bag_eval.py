@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"))
     parser.add_argument("--engine-path", default="")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--fp16", action="store_true", help="torch on cuda: float16 autocast (node: torch_fp16)")
+    parser.add_argument("--cuda-graphs", action="store_true", help="torch on cuda: CUDA graphs (node: cuda_graphs)")
     parser.add_argument("--text-encoder-path", default="")
     parser.add_argument("--score-threshold", type=float, default=0.0, help="as the node's parameter (eval: 0)")
     parser.add_argument("--best-class-only", action="store_true",
@@ -93,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 def node_parameters(args: argparse.Namespace) -> dict[str, Any]:
     """The perception_node parameters equivalent to the options (the offline session uses the same values)."""
     return {"preset": args.preset, "checkpoint": args.checkpoint, "backend": args.backend, "device": args.device,
+            "torch_fp16": args.fp16, "cuda_graphs": args.cuda_graphs,
             "engine_path": args.engine_path, "text_encoder_path": args.text_encoder_path,
             "score_threshold": args.score_threshold, "best_class_only": args.best_class_only,
             "input_short_side": args.short_side,
@@ -109,16 +112,13 @@ def _resolve_preset(args: argparse.Namespace) -> str:
 
 def _session(args: argparse.Namespace) -> tuple[Any, str]:
     """A Session with the model and thresholds the node would use for these parameters, and its description."""
-    from uninext_core.deploy.loading import load_backend
     from uninext_core.tasks.session import Session
     from uninext_ros.params import PARAMETERS, NodeParams
-    from uninext_ros.session_provider import ModelSessionProvider
+    from uninext_ros.session_provider import ModelSessionProvider, load_for_params
 
     values = {spec.name: spec.default for spec in PARAMETERS} | node_parameters(args)
     params = NodeParams.from_values(values)
-    loaded = load_backend(preset=params.preset, checkpoint=params.checkpoint, backend=params.backend,
-                          device=params.device, engine_path=params.engine_path,
-                          text_encoder_path=params.text_encoder_path)
+    loaded = load_for_params(params)
     config = ModelSessionProvider().session_config(params)
     return Session(loaded.backend, tokenizer=loaded.tokenizer, config=config), loaded.description
 

@@ -78,6 +78,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("text_encoder_path", "", "Local Hugging Face BERT folder; empty: the preset's default."),
     ParameterSpec("backend", "torch", "Inference backend.", choices=BACKENDS),
     ParameterSpec("device", "cpu", "Device for the torch backend.", choices=DEVICES),
+    ParameterSpec("torch_fp16", False, "torch backend on cuda: float16 autocast."),
+    ParameterSpec("cuda_graphs", False, "torch backend on cuda: replay the network from CUDA graphs, every frame "
+                  "letterboxed to one size (input_short_side x input_max_size, rounded up to 32)."),
     ParameterSpec("engine_path", "", "ONNX model folder (onnxruntime) or engine cache folder (tensorrt)."),
     ParameterSpec("input_short_side", 0, "Resize frames so the short side has this many pixels; 0: preset default.",
                   minimum=0, maximum=2048),
@@ -135,6 +138,8 @@ class NodeParams:
     text_encoder_path: str
     backend: str
     device: str
+    torch_fp16: bool
+    cuda_graphs: bool
     engine_path: str
     input_short_side: int
     input_max_size: int
@@ -169,6 +174,10 @@ class NodeParams:
             problems.append(f"cameras {list(cameras)} contains a namespace twice")
         if not values["image_topic"].strip("/"):
             problems.append("image_topic is empty")
+        for name in ("torch_fp16", "cuda_graphs"):
+            if values[name] and (values["backend"] != "torch" or values["device"] != "cuda"):
+                problems.append(f"{name} needs backend 'torch' and device 'cuda' (got {values['backend']!r} on "
+                                f"{values['device']!r})")
         if problems:
             raise ValueError("; ".join(problems))
         return cls(**{f.name: (cameras if f.name == "cameras" else values[f.name]) for f in fields(cls)})

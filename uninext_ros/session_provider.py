@@ -39,6 +39,17 @@ class SessionProvider(Protocol):
         ...
 
 
+def load_for_params(params: NodeParams) -> Any:
+    """`load_backend` with the node's model parameters (the node and `uninext-bag-eval` load alike)."""
+    from uninext_core.deploy.loading import load_backend
+
+    return load_backend(preset=params.preset, checkpoint=params.checkpoint, backend=params.backend,
+                        device=params.device, engine_path=params.engine_path,
+                        text_encoder_path=params.text_encoder_path, fp16=params.torch_fp16,
+                        cuda_graphs=params.cuda_graphs, input_short_side=params.input_short_side or None,
+                        input_max_size=params.input_max_size or None)
+
+
 class ModelSessionProvider:
     """The node's default provider: one network (and its backend) for all cameras, one session per camera.
 
@@ -51,13 +62,10 @@ class ModelSessionProvider:
     def build(self, params: NodeParams) -> SessionBundle:
         import torch
 
-        from uninext_core.deploy.loading import load_backend
         from uninext_core.tasks.prompt_cache import PromptCache
         from uninext_core.tasks.session import Session
 
-        loaded = load_backend(preset=params.preset, checkpoint=params.checkpoint, backend=params.backend,
-                              device=params.device, engine_path=params.engine_path,
-                              text_encoder_path=params.text_encoder_path)
+        loaded = load_for_params(params)
         cache = PromptCache(loaded.backend)
         session_config = self.session_config(params)
         sessions = {camera: Session(loaded.backend, tokenizer=loaded.tokenizer, config=session_config,

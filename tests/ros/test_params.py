@@ -43,6 +43,16 @@ def test_bad_values_are_named(name: str, value: object, reason: str) -> None:
         NodeParams.from_values({**_defaults(), name: value})
 
 
+@pytest.mark.parametrize("name", ["torch_fp16", "cuda_graphs"])
+def test_gpu_options_need_torch_on_cuda(name: str) -> None:
+    with pytest.raises(ValueError, match=f"{name} needs backend 'torch' and device 'cuda' \\(got 'torch' on 'cpu'\\)"):
+        NodeParams.from_values({**_defaults(), name: True})
+    with pytest.raises(ValueError, match=f"{name} needs backend 'torch' and device 'cuda' \\(got 'onnxruntime'"):
+        NodeParams.from_values({**_defaults(), name: True, "backend": "onnxruntime", "device": "cuda"})
+    params = NodeParams.from_values({**_defaults(), name: True, "device": "cuda"})
+    assert getattr(params, name) is True
+
+
 def test_config_file_sets_only_declared_parameters_with_valid_values() -> None:
     document = yaml.safe_load((REPO_ROOT / "config" / "perception.yaml").read_text())
     values = document["/**"]["ros__parameters"]

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LoadedBackend", "load_backend", "shipped_weights"]
+__all__ = ["LoadedBackend", "graph_input_size", "load_backend", "shipped_weights"]
 
 BACKEND_NAMES: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt")
 
@@ -78,8 +78,22 @@ def _torch_network(*, preset: str, checkpoint: str, text_encoder_path: str) -> t
     return read_config(path), model, str(path)
 
 
+def graph_input_size(config: UninextConfig, *, short_side: int | None = None,
+                     max_size: int | None = None) -> tuple[int, int]:
+    """The fixed (H, W) CUDA graphs are captured at: a landscape frame resized the way the session resizes frames
+    (short side `short_side`, long side at most `max_size`; None: the preset's test sizes), each side rounded up to
+    the size divisor. Landscape frames fill it; others are letterboxed into it with their aspect kept."""
+    from uninext_core.deploy.backend import model_spec
+
+    short = short_side or config.input.test_short_side
+    longest = max(max_size or config.input.test_max_size, short)
+    divisor = model_spec(config).size_divisibility
+    return (-(-short // divisor) * divisor, -(-longest // divisor) * divisor)
+
+
 def load_backend(*, preset: str, checkpoint: str = "", backend: str = "torch", device: str = "cpu",
-                 engine_path: str = "", text_encoder_path: str = "") -> LoadedBackend:
+                 engine_path: str = "", text_encoder_path: str = "", fp16: bool = False, cuda_graphs: bool = False,
+                 input_short_side: int | None = None, input_max_size: int | None = None) -> LoadedBackend:
     """Load the model named by the arguments (the same ones as the node's parameters).
 
     Args:
@@ -89,24 +103,37 @@ def load_backend(*, preset: str, checkpoint: str = "", backend: str = "torch", d
         device: torch: "cpu", "cuda", "cuda:1".
         engine_path: onnxruntime / tensorrt: the uninext-export folder.
         text_encoder_path: local Hugging Face BERT folder for the tokenizer; "" for the preset's default.
+        fp16: torch on CUDA: float16 autocast.
+        cuda_graphs: torch on CUDA: replay the main network from CUDA graphs at `graph_input_size` (on an H100 the
+            tiny session's frame took 5.5-8.1 ms instead of 17.6-27.6 ms eager, bench/results/gpu_checks.txt).
+        input_short_side, input_max_size: the session's resize settings (None: the preset's), which fix the
+            CUDA-graph input size.
 
     Returns:
         The backend, config, tokenizer and a one-line description.
 
     Raises:
         ValueError: unknown backend, missing file or folder, weights or export of another preset (the checkpoint
-            readers' CheckpointError is a ValueError).
+            readers' CheckpointError is a ValueError), fp16 or cuda_graphs without torch on a CUDA device.
     """
     from uninext_core.deploy.factory import make_backend
     from uninext_core.model.text_encoder import load_tokenizer
 
     if backend not in BACKEND_NAMES:
         raise ValueError(f"unknown backend {backend!r}; expected one of {list(BACKEND_NAMES)}")
+    for name, wanted in (("fp16", fp16), ("cuda_graphs", cuda_graphs)):
+        if wanted and (backend != "torch" or not device.startswith("cuda")):
+            raise ValueError(f"{name} needs the torch backend on a CUDA device (got backend {backend!r}, device "
+                             f"{device!r}); the exported backends choose their precision when the engine is built")
     if backend == "torch":
         config, model, weights = _torch_network(preset=preset, checkpoint=checkpoint,
                                                 text_encoder_path=text_encoder_path)
-        runner = make_backend("torch", config=config, model=model, device=device)
-        where = device
+        input_size = (graph_input_size(config, short_side=input_short_side, max_size=input_max_size)
+                      if cuda_graphs else None)
+        runner = make_backend("torch", config=config, model=model, device=device, fp16=fp16,
+                              cuda_graphs=cuda_graphs, input_size=input_size)
+        where = device + (", fp16" if fp16 else "") + (f", CUDA graphs at {input_size[0]}x{input_size[1]}"
+                                                        if input_size else "")
     else:
         if not engine_path:
             raise ValueError(f"backend {backend!r} needs engine_path: a folder written by uninext-export")

@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"))
     parser.add_argument("--engine-path", default="", help="uninext-export folder (onnxruntime, tensorrt)")
     parser.add_argument("--device", default="cpu", help="torch device")
+    parser.add_argument("--fp16", action="store_true", help="torch on cuda: float16 autocast")
+    parser.add_argument("--cuda-graphs", action="store_true", help="torch on cuda: replay the network from CUDA graphs")
     parser.add_argument("--text-encoder-path", default="", help="local Hugging Face BERT folder")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N units only")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
@@ -146,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = load_backend(preset=preset, checkpoint=args.checkpoint, backend=args.backend, device=args.device,
-                          engine_path=args.engine_path, text_encoder_path=args.text_encoder_path)
+                          engine_path=args.engine_path, text_encoder_path=args.text_encoder_path, fp16=args.fp16,
+                          cuda_graphs=args.cuda_graphs, input_short_side=args.short_side,
+                          input_max_size=args.max_size)
     session = Session(loaded.backend, tokenizer=loaded.tokenizer, config=session_config)
     stale = args.out / RESULT_NAME
     if stale.exists():

@@ -12,7 +12,7 @@ import torch
 from uninext_core.checkpoint.safetensors_io import save_weights
 from uninext_core.config import r50, tiny, to_yaml
 from uninext_core.deploy.export_manifest import ExportManifest
-from uninext_core.deploy.loading import LoadedBackend, load_backend, shipped_weights
+from uninext_core.deploy.loading import LoadedBackend, graph_input_size, load_backend, shipped_weights
 from uninext_core.deploy.onnxruntime_backend import OnnxRuntimeBackend
 from uninext_core.deploy.torch_backend import TorchBackend
 from uninext_core.model.build import build_model
@@ -88,3 +88,50 @@ def test_onnxruntime_backend_from_an_export_folder(tiny_export) -> None:
     assert loaded.config == tiny_export.cfg or dataclasses.asdict(loaded.config) == dataclasses.asdict(tiny_export.cfg)
     assert loaded.description.startswith("tiny on onnxruntime (exported)")
     assert loaded.tokenizer.is_fast
+
+
+@pytest.mark.parametrize("option", ["fp16", "cuda_graphs"])
+def test_gpu_options_are_refused_off_torch_cuda(option: str) -> None:
+    with pytest.raises(ValueError, match=rf"{option} needs the torch backend on a CUDA device \(got backend 'torch', "
+                                         r"device 'cpu'\)"):
+        load_backend(preset="tiny", **{option: True})
+    with pytest.raises(ValueError, match=rf"{option} needs the torch backend on a CUDA device \(got backend "
+                                         r"'onnxruntime'"):
+        load_backend(preset="tiny", backend="onnxruntime", device="cuda", **{option: True})
+
+
+def test_graph_input_size_is_the_landscape_frame_the_session_makes() -> None:
+    # tiny resizes to short side 320, long side at most 384; r50 to 800 / 1333, padded to multiples of 32
+    assert graph_input_size(tiny()) == (320, 384)
+    assert graph_input_size(r50()) == (800, 1344)
+    assert graph_input_size(tiny(), short_side=480, max_size=640) == (480, 640)
+    assert graph_input_size(tiny(), short_side=300, max_size=250) == (320, 320)  # max_size below short_side
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_cuda_graphs_and_fp16_sessions_on_the_shipped_weights() -> None:
+    """The node's cuda_graphs / torch_fp16 path: the same detections as the eager CUDA session (frames at the graph
+    size, so both see the same pixels), and fp16 close to them."""
+    from uninext_core.data.synthetic.scene import KINDS
+    from uninext_core.data.synthetic.world import synth_video
+    from uninext_core.deploy.torch_graphed_backend import CudaGraphTorchBackend
+
+    video = synth_video(seed=0, index=0, height=320, width=384, num_frames=4, difficulty="medium")
+    results = {}
+    for name, options in {"eager": {}, "graphs": {"cuda_graphs": True},
+                          "graphs_fp16": {"cuda_graphs": True, "fp16": True}}.items():
+        loaded = load_backend(preset="tiny", device="cuda", **options)
+        if "cuda_graphs" in options:
+            assert isinstance(loaded.backend, CudaGraphTorchBackend)
+            assert loaded.backend.fixed_input_size == (320, 384)
+            assert "CUDA graphs at 320x384" in loaded.description
+        session = Session(loaded.backend, tokenizer=loaded.tokenizer)
+        session.set_prompt(CategoryPrompt(KINDS), task="detection")
+        results[name] = [session.process(frame, index) for index, frame in enumerate(video.frames)]
+    for eager, graphs, half in zip(results["eager"], results["graphs"], results["graphs_fp16"], strict=True):
+        assert len(eager) > 0 and len(graphs) == len(eager)
+        np.testing.assert_allclose(graphs.boxes_xyxy, eager.boxes_xyxy, atol=1e-2)
+        np.testing.assert_allclose(graphs.scores, eager.scores, atol=1e-4)
+        best = eager.scores.argmax()  # fp16: the most confident detection stays where it is
+        assert np.abs(half.boxes_xyxy - eager.boxes_xyxy[best]).max(axis=1).min() < 2.0
