@@ -25,6 +25,8 @@ PARAMETER_ARGUMENTS = {
     "preset": (str, "Model preset: tiny, r50, convnext_l or vit_h."),
     "backend": (str, "Inference backend: torch, onnxruntime or tensorrt."),
     "device": (str, "Device of the torch backend: cpu or cuda."),
+    "torch_fp16": (bool, "torch on cuda: float16 autocast (true/false)."),
+    "cuda_graphs": (bool, "torch on cuda: replay the network from CUDA graphs (true/false)."),
     "checkpoint": (str, "Model weights (.safetensors or .pth)."),
     "engine_path": (str, "ONNX model folder (onnxruntime) or TensorRT engine cache folder."),
 }
