@@ -38,6 +38,9 @@ class BackboneConfig:
     # ResNet: stages below this index are frozen (detectron2 FREEZE_AT: 2 = stem + res2 frozen).
     freeze_at: int = 2
     drop_path: float = 0.0
+    # `tiny` only (no official counterpart): add each feature cell's mean input colour to every projected level
+    # (uninext_core.model.colour_skip), because a backbone trained from scratch on shape-kind prompts drops colour.
+    colour_skip: bool = False
     # ViT only: patch size, width, depth, heads, window size and which blocks use windowed attention.
     vit_patch_size: int = 16
     vit_dim: int = 1280
@@ -198,11 +201,14 @@ def tiny(*, video: bool = True) -> UninextConfig:
     LR 1e-5 in stages 1-2) so the shipped weights can leave the packaged MiniLM out; prompts are 64 tokens (official
     256): enough for ~25 class names or one expression, and the fusion and retrieval costs scale with it; two
     trainable transformer layers (`text.adapter_layers`, uninext_core.model.text_adapter) sit on the frozen encoder's
-    tokens and give expressions the task-specific processing that fine-tuning BERT gives the official model."""
+    tokens and give expressions the task-specific processing that fine-tuning BERT gives the official model; and
+    `backbone.colour_skip` adds each cell's mean input colour to the feature levels (uninext_core.model.colour_skip),
+    which the from-scratch backbone otherwise learns to drop."""
     return UninextConfig(
         name="tiny",
         video=video,
-        backbone=BackboneConfig(kind="mobilenet_v3_large", out_channels=(40, 112, 960), norm="bn", freeze_at=0),
+        backbone=BackboneConfig(kind="mobilenet_v3_large", out_channels=(40, 112, 960), norm="bn", freeze_at=0,
+                                colour_skip=True),
         text=TextEncoderConfig(path=None, hidden_dim=384, max_tokens=64, frozen=True, adapter_layers=2, adapter_heads=4,
                                adapter_ffn_dim=768),
         template=TemplateConfig(enabled=video, size=128, search_area_factor=2.0),
@@ -280,6 +286,22 @@ def _coerce(hint: Any, value: Any, *, where: str) -> Any:
     if hint is bool and not isinstance(value, bool):
         raise ValueError(f"{where}: expected true/false, got {value!r}")
     return value
+
+
+def with_overrides(cfg: UninextConfig, overrides: dict[str, Any], *, where: str = "overrides") -> UninextConfig:
+    """`cfg` with the nested `overrides` mapping merged in (`{"backbone": {"colour_skip": False}}`); unknown keys and
+    wrong types raise ValueError naming them."""
+
+    def merged(base: dict[str, Any], changes: dict[str, Any], path: str) -> dict[str, Any]:
+        if not isinstance(changes, dict):
+            raise ValueError(f"{path}: expected a mapping, got {changes!r}")
+        out = dict(base)
+        for key, value in changes.items():
+            inner = out.get(key)
+            out[key] = merged(inner, value, f"{path}.{key}") if isinstance(inner, dict) else value
+        return out
+
+    return from_dict(UninextConfig, merged(to_dict(cfg), overrides, where), where=where)
 
 
 def to_yaml(cfg: UninextConfig) -> str:

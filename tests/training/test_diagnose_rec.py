@@ -8,9 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from training.diagnose_rec import main, probe_accuracy, wording_kind
+from uninext_core.checkpoint.safetensors_io import save_weights
+from uninext_core.config import tiny
 from uninext_core.data.synthetic.__main__ import main as synth_main
+from uninext_core.model.build import build_model
 
 
 @pytest.mark.parametrize(("expression", "kind"), [
@@ -45,9 +49,19 @@ def ref_data(tmp_path_factory) -> Path:
     return out
 
 
-def test_report_of_a_session_run(ref_data, random_tiny_checkpoint, tmp_path, capsys) -> None:
+@pytest.fixture(scope="module")
+def probed_checkpoint(tmp_path_factory) -> Path:
+    """An untrained tiny model whose boxes overlap some objects (IoU >= 0.5), so the probes have rows: most seeds give
+    none on these 3 images (seeds 1-5 after the colour skip: only 4 did, with 7 objects). Pick another seed if a
+    model change takes them away; the assertion below says so."""
+    torch.manual_seed(4)
+    return save_weights(tmp_path_factory.mktemp("probed") / "tiny.safetensors", build_model(tiny()).state_dict(),
+                        config=tiny())
+
+
+def test_report_of_a_session_run(ref_data, probed_checkpoint, tmp_path, capsys) -> None:
     out = tmp_path / "diagnosis.json"
-    assert main(["--checkpoint", str(random_tiny_checkpoint), "--data", str(ref_data), "--limit", "8",
+    assert main(["--checkpoint", str(probed_checkpoint), "--data", str(ref_data), "--limit", "8",
                  "--probe-limit", "8", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["expressions"] == 8
@@ -57,7 +71,7 @@ def test_report_of_a_session_run(ref_data, random_tiny_checkpoint, tmp_path, cap
     assert rates == sorted(rates)
     # The session chooses its REC box by the same score the recorder ranks by.
     assert top["1"] == pytest.approx(report["accuracy"])
-    assert report["probe_objects"] > 0
+    assert report.get("probe_objects", 0) > 0, "no query box overlaps an object: choose another probed_checkpoint seed"
     assert "REC accuracy" in capsys.readouterr().out
 
 

@@ -9,6 +9,7 @@ from torch import nn
 
 from uninext_core.config import UninextConfig, load_config
 from uninext_core.model.backbone import build_backbone
+from uninext_core.model.colour_skip import ColourSkip
 from uninext_core.model.decoder import DeformableDecoder, DeformableDecoderLayer
 from uninext_core.model.denoising import FeatureResizer
 from uninext_core.model.encoder import DeformableEncoder, DeformableEncoderLayer
@@ -75,6 +76,7 @@ def build_model(preset_or_config: str | UninextConfig, *, allow_random_text_init
 
     backbone = build_backbone(cfg.backbone)
     input_proj = InputProjection(in_channels=backbone.out_channels, d_model=d_model)
+    colour_skip = ColourSkip(d_model=d_model, num_levels=t.num_levels) if cfg.backbone.colour_skip else None
     transformer = build_transformer(cfg)
 
     vl_align = VLAlign(d_model=d_model, text_dim=text_dim, prior_prob=h.prior_prob)
@@ -113,7 +115,8 @@ def build_model(preset_or_config: str | UninextConfig, *, allow_random_text_init
         reid_head = ReidHead(layer=reid_layer, num_layers=h.reid_layers, d_model=d_model, embed_dim=h.reid_dim)
 
     model = Uninext(
-        backbone=backbone, input_proj=input_proj, transformer=transformer, class_embed=class_embed,
+        backbone=backbone, input_proj=input_proj, colour_skip=colour_skip, transformer=transformer,
+        class_embed=class_embed,
         bbox_embed=bbox_embed, iou_head=iou_head, controller=controller, mask_head=mask_head, resizer=resizer,
         text_encoder=text_encoder, text_adapter=text_adapter, template_encoder=template_encoder, reid_head=reid_head,
         mask_dynamic_channels=h.mask_dynamic_channels, mask_dynamic_layers=h.mask_dynamic_layers,

@@ -10,7 +10,7 @@ backbone, input_proj, transformer (level_embed, fusion = encoder.vl_layers.0.b_a
 tgt_embed, decoder, resizer), class_embed.{0..N-1} (VLAlign) + class_embed.N (StillClassifier), bbox_embed.{0..N},
 iou_head.{0..N-1}, controller, mask_head, resizer (denoising label encoder), reid_head (reid_embed_head),
 template_encoder (ref_backbone, shared input_proj, sot_fuser, adjust_layer), text_encoder (text_encoder.body);
-text_adapter (`tiny` only, no official counterpart: uninext_core.model.text_adapter).
+text_adapter and colour_skip (`tiny` only, no official counterpart: uninext_core.model.text_adapter, .colour_skip).
 Renames inside: encoder/decoder layer norms (see their docstrings), reid_embed_head.0.* -> reid_head.{layers,
 ref_point_head}.*, reid_embed_head.1.* -> reid_head.embed.*; the official `transformer.decoder.{class,bbox}_embed.*`
 entries are aliases of the top-level heads.
@@ -61,6 +61,8 @@ class Uninext(nn.Module):
     Args:
         backbone: image backbone, (B, 3, H, W) -> [C3, C4, C5], with `.out_channels`.
         input_proj: [C3, C4, C5] -> four d_model maps at strides 8..64.
+        colour_skip: ColourSkip adding each cell's mean input colour to the four maps (a `tiny` departure), or None
+            (official).
         transformer: DeformableTransformer.
         class_embed: N decoder-layer VLAlign heads followed by the encoder StillClassifier.
         bbox_embed: N + 1 box MLPs (last: encoder proposals).
@@ -85,6 +87,7 @@ class Uninext(nn.Module):
         *,
         backbone: nn.Module,
         input_proj: nn.Module,
+        colour_skip: nn.Module | None = None,
         transformer: DeformableTransformer,
         class_embed: nn.ModuleList,
         bbox_embed: nn.ModuleList,
@@ -111,6 +114,7 @@ class Uninext(nn.Module):
                              f"{len(bbox_embed)} and {len(iou_head)}")
         self.backbone = backbone
         self.input_proj = input_proj
+        self.colour_skip = colour_skip
         self.transformer = transformer
         self.class_embed = class_embed
         self.bbox_embed = bbox_embed
@@ -233,6 +237,8 @@ class Uninext(nn.Module):
         prompt = self._check_inputs(images, pixel_mask, prompt)
         images, pixel_mask = self._pad_to_divisible(images, pixel_mask)
         srcs = self.input_proj(self.backbone(images))
+        if self.colour_skip is not None:
+            srcs = self.colour_skip(images, srcs)
         padding_masks = level_padding_masks(pixel_mask, [tuple(s.shape[-2:]) for s in srcs])
 
         denoising = None

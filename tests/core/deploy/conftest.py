@@ -39,8 +39,8 @@ def tiny_export(tmp_path_factory) -> TinyExport:
         torch.manual_seed(0)
         cfg = tiny_fp16_safe()
         model = build_model(cfg).eval()
-        with torch.no_grad():  # an untrained text adapter is the identity; parity must see it do something
-            for parameter in model.text_adapter.parameters():
+        with torch.no_grad():  # an untrained text adapter or colour skip adds nothing; parity must see them work
+            for parameter in [*model.text_adapter.parameters(), *model.colour_skip.parameters()]:
                 parameter.add_(0.05 * torch.randn(parameter.shape))
         directory = tmp_path_factory.mktemp("tiny_export")
         with warnings.catch_warnings():
