@@ -39,7 +39,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from uninext_core.config import UninextConfig, get_preset
+from uninext_core.config import UninextConfig
 from uninext_core.data.prompt_sampling import caption_fits
 from uninext_core.data.sampler import MultiDatasetSampler
 from uninext_core.model.build import build_model
@@ -226,8 +226,9 @@ def backbones_per_image(model: Uninext, batch: TrainBatch) -> None:
 
 
 def model_config(recipe: Recipe) -> UninextConfig:
-    """The recipe's preset, video or image model, text encoder frozen when the recipe says so."""
-    cfg = get_preset(recipe.preset, video=recipe.video)
+    """The recipe's preset (video or image model, with its `model` changes), text encoder frozen when the recipe
+    says so."""
+    cfg = recipe.model_config()
     if recipe.freeze_text_encoder and not cfg.text.frozen:
         cfg = cfg.replace(text=replace(cfg.text, frozen=True))
     return cfg

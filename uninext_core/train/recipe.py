@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
-from uninext_core.config import PRESETS, from_dict
+from uninext_core.config import PRESETS, UninextConfig, from_dict, get_preset, with_overrides
 
 Task = Literal["detection", "grounding", "vis", "mot", "rvos", "sot", "vos"]
 Reader = Literal["coco", "refcoco", "cocovid", "ytvis", "motchallenge", "lasot", "got10k", "davis", "youtube_vos"]
@@ -149,6 +149,8 @@ class Recipe:
         stage: 1, 2 or 3 (informational; the datasets decide the losses).
         preset: model preset (tiny, r50, convnext_l, vit_h).
         video: build the video model (template branch and re-ID head; stage 3).
+        model: nested changes to the preset's config (`{"backbone": {"colour_skip": false}}`), so a recipe keeps
+            building the model it trained after the preset gains a part (`tiny`'s text adapter, colour skip).
         init_checkpoint: safetensors weights of the previous stage ("" = random init / pretrained parts only).
         template_from_backbone: stage 3: build the template backbone from the image backbone (zero 4th channel).
         freeze_text_encoder: freeze BERT (stage 3); a frozen encoder also runs in eval mode (no dropout).
@@ -172,6 +174,7 @@ class Recipe:
     output_dir: str
     stage: int = 1
     video: bool = False
+    model: dict[str, Any] = field(default_factory=dict)
     init_checkpoint: str = ""
     template_from_backbone: bool = True
     freeze_text_encoder: bool = False
@@ -190,6 +193,7 @@ class Recipe:
             raise ValueError(f"recipe {self.name!r}: unknown preset {self.preset!r}; expected one of {sorted(PRESETS)}")
         if not self.datasets:
             raise ValueError(f"recipe {self.name!r}: no datasets; expected at least one")
+        self.model_config()  # unknown or mistyped model keys fail here, before any data is read
         names = [d.name for d in self.datasets]
         if len(set(names)) != len(names):
             raise ValueError(f"recipe {self.name!r}: dataset names must be unique, got {names}")
@@ -204,6 +208,12 @@ class Recipe:
             raise ValueError(f"recipe {self.name!r}: SOT / VOS datasets need input.clip_frames: 2")
         if self.solver.max_iter < 1:
             raise ValueError(f"recipe {self.name!r}: solver.max_iter must be >= 1, got {self.solver.max_iter}")
+
+
+    def model_config(self) -> UninextConfig:
+        """The preset (video or image model) with the recipe's `model` changes."""
+        cfg = get_preset(self.preset, video=self.video)
+        return with_overrides(cfg, self.model, where=f"recipe {self.name!r}: model") if self.model else cfg
 
 
 def recipe_from_dict(data: dict, *, source: str = "recipe") -> Recipe:
