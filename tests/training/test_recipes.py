@@ -21,7 +21,8 @@ RECIPES = Path(__file__).resolve().parents[2] / "training" / "recipes"
 def test_every_shipped_recipe_parses() -> None:
     names = sorted(p.stem for p in RECIPES.glob("*.yaml"))
     official = [f"{m}_stage{s}" for m in ("tiny", "r50", "convnext_l", "vit_h") for s in (1, 2, 3)]
-    assert names == sorted([*official, "tiny_stage3_continued", "tiny_stage3_rec", "tiny_stage3_colour"])
+    assert names == sorted([*official, "tiny_stage3_continued", "tiny_stage3_rec", "tiny_stage3_colour",
+                            "tiny_stage3_colourskip"])
     for path in RECIPES.glob("*.yaml"):
         recipe = load_recipe(path)
         assert recipe.name == path.stem
@@ -89,6 +90,31 @@ def test_unknown_keys_are_named() -> None:
                                              "batch": 2}]))
     with pytest.raises(ValueError, match="unknown preset 'tiny2'"):
         recipe_from_dict(_minimal(preset="tiny2"))
+
+
+def test_model_changes_apply_to_the_preset_and_bad_ones_are_named() -> None:
+    recipe = recipe_from_dict(_minimal(model={"backbone": {"colour_skip": False}, "text": {"adapter_layers": 0}}))
+    cfg = recipe.model_config()
+    assert not cfg.backbone.colour_skip and cfg.text.adapter_layers == 0
+    assert cfg.backbone.kind == "mobilenet_v3_large" and cfg.text.hidden_dim == 384  # the rest is the preset's
+    assert recipe_from_dict(_minimal()).model_config().backbone.colour_skip
+    with pytest.raises(ValueError, match=r"model\.backbone: unknown keys \['colour'\]"):
+        recipe_from_dict(_minimal(model={"backbone": {"colour": False}}))
+    with pytest.raises(ValueError, match=r"model\.text\.adapter_layers: expected an integer, got 'two'"):
+        recipe_from_dict(_minimal(model={"text": {"adapter_layers": "two"}}))
+    with pytest.raises(ValueError, match=r"model\.backbone: expected a mapping, got True"):
+        recipe_from_dict(_minimal(model={"backbone": True}))
+
+
+def test_tiny_recipes_build_the_model_they_trained() -> None:
+    """The shipped file and the runs before the adapter and the colour skip keep building without them."""
+    built = {name: load_recipe(RECIPES / f"{name}.yaml").model_config() for name in
+             ("tiny_stage1", "tiny_stage2", "tiny_stage3", "tiny_stage3_continued", "tiny_stage3_rec",
+              "tiny_stage3_colour", "tiny_stage3_colourskip")}
+    assert {name: (cfg.text.adapter_layers, cfg.backbone.colour_skip) for name, cfg in built.items()} == {
+        "tiny_stage1": (0, False), "tiny_stage2": (0, False), "tiny_stage3": (0, False),
+        "tiny_stage3_continued": (0, False), "tiny_stage3_rec": (2, False), "tiny_stage3_colour": (2, False),
+        "tiny_stage3_colourskip": (2, True)}
 
 
 def test_inconsistent_recipes_are_rejected() -> None:
