@@ -98,3 +98,12 @@ def test_scheduler_state_round_trips_through_a_weights_only_file() -> None:
 def test_negative_settings_are_rejected() -> None:
     with pytest.raises(ValueError, match="base_lr"):
         OptimizerSettings(base_lr=-1.0)
+
+
+def test_colour_skip_multiplier_scales_only_the_colour_skip() -> None:
+    settings = OptimizerSettings(base_lr=1e-4, backbone_multiplier=0.5, colour_skip_multiplier=20.0)
+    assert parameter_lr("colour_skip.proj.3.bias", settings) == pytest.approx(2e-3)
+    assert parameter_lr("input_proj.levels.0.0.weight", settings) == pytest.approx(1e-4)
+    assert parameter_lr("backbone.body.features.0.0.weight", settings) == pytest.approx(5e-5)
+    with pytest.raises(ValueError, match="colour_skip_multiplier must be >= 0"):
+        OptimizerSettings(colour_skip_multiplier=-1.0)
