@@ -10,6 +10,8 @@ rule) and reports:
   ..."), extreme ("the topmost ...", "the largest ..."), attribute (a colour word), name (none of these);
 * the share of expressions whose referent is among the k best-scored queries (k = 1, 2, 3, 5, 10, all): a high
   "all" with a low "1" means the detector proposes the referent and the ranking by the prompt fails;
+* what a miss picked instead: the annotated object its box overlaps best, as "same kind, other colour", "same kind
+  and colour" (another size, texture or place), "other kind" or "no object" (no overlap ≥ 0.5), by wording;
 * linear probes on the last decoder layer's query features of the first `--probe-limit` expressions: for every
   annotated object, the query whose box overlaps it best (IoU ≥ 0.5); logistic regression fitted on the first half of
   the images, scored on the second half, against the majority-class rate. A probe near its majority rate means the
@@ -54,6 +56,15 @@ def wording_kind(expression: str) -> str:
     return "name"
 
 
+def miss_kind(referent: dict, chosen: dict | None) -> str:
+    """How a wrongly chosen object differs from the referent (attribute dicts; None: the box matches no object)."""
+    if chosen is None:
+        return "no object"
+    if chosen.get("kind") != referent.get("kind"):
+        return "other kind"
+    return "same kind and colour" if chosen.get("colour") == referent.get("colour") else "same kind, other colour"
+
+
 def probe_accuracy(features: np.ndarray, labels: np.ndarray, train: np.ndarray) -> tuple[float, float]:
     """(held-out accuracy of a logistic-regression probe, majority-class rate on the held-out rows)."""
     from sklearn.linear_model import LogisticRegression
@@ -92,6 +103,7 @@ def diagnose(checkpoint: Path, data: Path, *, limit: int, probe_limit: int, thre
     session = Session(recorder, tokenizer=loaded.tokenizer, config=SessionConfig())
 
     hits: dict[str, list[bool]] = defaultdict(list)
+    misses: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     ranks: dict[int | str, list[bool]] = defaultdict(list)
     probe_rows: list[tuple[int, np.ndarray, dict]] = []
     images: dict[str, int] = {}
@@ -105,6 +117,13 @@ def diagnose(checkpoint: Path, data: Path, *, limit: int, probe_limit: int, thre
         chosen = output.instances.boxes_xyxy[:1].astype(np.float64)
         found = bool(len(chosen)) and bool(box_iou_xyxy(chosen, target[None])[0, 0] >= 0.5)
         hits[wording_kind(expression)].append(found)
+        if not found:
+            chosen_object = None
+            if len(chosen):
+                overlap = box_iou_xyxy(chosen, truth.boxes_xyxy_px.astype(np.float64))[0]
+                if overlap.size and overlap.max() >= 0.5:
+                    chosen_object = attributes.get(int(truth.ids[int(overlap.argmax())]), {})
+            misses[wording_kind(expression)][miss_kind(attributes.get(int(referent), {}), chosen_object)] += 1
         scores, cxcywh = recorder.records[-1]
         boxes = normalized_boxes_to_frame(cxcywh, truth.image_size).numpy().astype(np.float64)
         overlaps = box_iou_xyxy(boxes[np.argsort(-scores.numpy(), kind="stable")], target[None])[:, 0] >= 0.5
@@ -125,6 +144,7 @@ def diagnose(checkpoint: Path, data: Path, *, limit: int, probe_limit: int, thre
         "accuracy": float(np.mean(everything)) if everything else 0.0,
         "accuracy_by_wording": {k: {"accuracy": float(np.mean(v)), "count": len(v)} for k, v in sorted(hits.items())},
         "referent_in_top_k": {str(k): float(np.mean(v)) for k, v in ranks.items()},
+        "misses_by_wording": {k: dict(sorted(v.items())) for k, v in sorted(misses.items())},
         "probes": {},
     }
     if probe_rows:
@@ -148,6 +168,10 @@ def format_report(report: dict) -> str:
     lines += [f"  {kind:9s} {v['accuracy']:.3f}  (n={v['count']})" for kind, v in report["accuracy_by_wording"].items()]
     lines.append("referent among the k best-scored queries: " + ", ".join(
         f"{k}: {v:.3f}" for k, v in report["referent_in_top_k"].items()))
+    if report.get("misses_by_wording"):
+        lines.append("what the misses picked:")
+        lines += [f"  {kind:9s} " + ", ".join(f"{name} {count}" for name, count in counts.items())
+                  for kind, counts in report["misses_by_wording"].items()]
     if report["probes"]:
         lines.append(f"query-feature probes ({report['probe_objects']} objects, {report['probe_images']} images; "
                      "held-out accuracy / majority class):")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.diagnose_rec import main, probe_accuracy, wording_kind
+from training.diagnose_rec import main, miss_kind, probe_accuracy, wording_kind
 from uninext_core.checkpoint.safetensors_io import save_weights
 from uninext_core.config import tiny
 from uninext_core.data.synthetic.__main__ import main as synth_main
@@ -28,6 +28,14 @@ from uninext_core.model.build import build_model
 ])
 def test_wording_kind(expression: str, kind: str) -> None:
     assert wording_kind(expression) == kind
+
+
+def test_miss_kind() -> None:
+    referent = {"colour": "red", "kind": "circle", "size": "small"}
+    assert miss_kind(referent, None) == "no object"
+    assert miss_kind(referent, {"colour": "red", "kind": "square"}) == "other kind"
+    assert miss_kind(referent, {"colour": "blue", "kind": "circle"}) == "same kind, other colour"
+    assert miss_kind(referent, {"colour": "red", "kind": "circle", "size": "large"}) == "same kind and colour"
 
 
 def test_probe_finds_a_present_attribute_and_not_an_absent_one() -> None:
@@ -71,6 +79,8 @@ def test_report_of_a_session_run(ref_data, probed_checkpoint, tmp_path, capsys) 
     assert rates == sorted(rates)
     # The session chooses its REC box by the same score the recorder ranks by.
     assert top["1"] == pytest.approx(report["accuracy"])
+    missed = sum(sum(counts.values()) for counts in report["misses_by_wording"].values())
+    assert missed == round(8 * (1 - report["accuracy"]))
     assert report.get("probe_objects", 0) > 0, "no query box overlaps an object: choose another probed_checkpoint seed"
     assert "REC accuracy" in capsys.readouterr().out
 
