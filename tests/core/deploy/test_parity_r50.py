@@ -4,10 +4,13 @@ three prompt kinds: category and expression text (T = 256), one template (T = 10
 The encoder's top-900 selection can order near-tied proposals differently in the two runtimes (with random weights,
 neighbouring scores differ by as little as 5e-7). Queries are compared where the selection matches — same index,
 same reference point (within 1e-2 px) and box (within 1e-4) — and the rest are counted; at most 1 % may differ.
-On those, fp32 tolerances: logits / embeddings / mask parameters abs 1e-3, boxes abs 1e-4, mask features abs 1e-4,
-mask reference 1e-2 px. A swapped pair still nudges every other query through decoder self-attention, which is why
-the logit tolerance is 1e-3 here and 1e-4 on tiny (measured on matched queries: logits <= 1.6e-4, mask parameters
-<= 2.7e-4, with 2 of 900 queries swapped for the text prompt).
+Where every query matches, fp32 tolerances: logits / embeddings / mask parameters abs 1e-4, boxes abs 1e-4, mask
+features abs 1e-4, mask reference 1e-2 px (measured: category prompt, all 900 matched, every output within 8e-5,
+logits and mask parameters within 4e-6). Where some differ, the other queries attend to a different query set in
+the decoder's self-attention, so their logits, embeddings and mask parameters move by about the swapped queries'
+attention share (1/900 each) times their difference: measured up to 2.7e-4 on one machine and 1.4e-3 (mask
+parameters, values up to 1.7) on another, both with 2 of 900 swapped for the expression prompt. Those outputs then
+get abs 1e-2 (room for the up-to-9 swaps allowed); boxes and the mask reference keep their tolerances.
 """
 
 from __future__ import annotations
@@ -30,8 +33,11 @@ from uninext_core.model.prompt_features import PromptFeatures
 pytestmark = pytest.mark.slow  # r50 export ≈ 3 min and ≈ 3 GB on one core
 logger = logging.getLogger(__name__)
 SIZE = 320
-ATOL = {"token_logits": 1e-3, "pooled_logits": 1e-3, "iou_logits": 1e-3, "boxes_cxcywh": 1e-4, "embeddings": 1e-3,
-        "mask_params": 1e-3, "mask_reference_px": 1e-2}
+ATOL = {"token_logits": 1e-4, "pooled_logits": 1e-4, "iou_logits": 1e-4, "boxes_cxcywh": 1e-4, "embeddings": 1e-4,
+        "mask_params": 1e-4, "mask_reference_px": 1e-2}
+# Outputs that decoder self-attention mixes across queries, when some queries were selected differently.
+ATOL_WITH_SWAPS = {"token_logits": 1e-2, "pooled_logits": 1e-2, "iou_logits": 1e-2, "embeddings": 1e-2,
+                   "mask_params": 1e-2}
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +59,8 @@ def compare_where_selection_matches(expected: RawOutputs, got: RawOutputs) -> in
     """Assert the tolerances on queries whose selection matches; return how many queries differ."""
     same = (((expected.mask_reference_px - got.mask_reference_px).abs().amax(-1) <= 1e-2)
             & ((expected.boxes_cxcywh - got.boxes_cxcywh).abs().amax(-1) <= 1e-4))[0]
-    for name, tolerance in ATOL.items():
+    tolerances = ATOL if bool(same.all()) else ATOL | ATOL_WITH_SWAPS
+    for name, tolerance in tolerances.items():
         a, b = getattr(expected, name)[0, same], getattr(got, name)[0, same]
         error = (a - b).abs().max().item()
         assert error <= tolerance, f"{name}: {error:.2e} > {tolerance} on {int(same.sum())} matched queries"
