@@ -87,18 +87,20 @@ def _box_ap50(model, data: Path, cfg) -> float:
 @pytest.mark.slow
 def test_tiny_overfits_a_few_synthetic_images(tmp_path) -> None:
     data = _images(tmp_path / "data", count=4, size=192, seed=3)
-    # The MobileNetV3 BatchNorms average with momentum 0.01, far from settled after 150 steps: model_final gets its
+    # 200 steps: at 150 the box AP50 was 0.894 on a fresh machine (0.9+ on the earlier one), at 200 it is 0.969.
+    # The MobileNetV3 BatchNorms average with momentum 0.01, far from settled after 200 steps: model_final gets its
     # statistics recomputed with the final weights over 100 training batches (400 draws of the 4 images).
-    recipe = recipe_from_dict(_recipe(data, tmp_path / "run", size=192, batch_size=4, max_iter=150, precise_bn=100))
+    recipe = recipe_from_dict(_recipe(data, tmp_path / "run", size=192, batch_size=4, max_iter=200, precise_bn=100))
     result = run_training(recipe, show_progress=False)
-    assert result.step == 150
+    assert result.step == 200
     records = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert np.mean([r["loss"] for r in records[-10:]]) < 0.5 * np.mean([r["loss"] for r in records[:10]])
     assert (tmp_path / "run" / "loss_curves.png").is_file()
     cfg = model_config(recipe)
     model = build_model(cfg)
     ckpt.load_model(model, tmp_path / "run" / "model_final.safetensors", config=cfg)
-    assert _box_ap50(model.eval(), data, cfg) >= 0.9
+    ap50 = _box_ap50(model.eval(), data, cfg)
+    assert ap50 >= 0.9, f"box AP50 {ap50:.3f} on the training images"
 
 
 @pytest.mark.slow
