@@ -22,7 +22,7 @@ def test_every_shipped_recipe_parses() -> None:
     names = sorted(p.stem for p in RECIPES.glob("*.yaml"))
     official = [f"{m}_stage{s}" for m in ("tiny", "r50", "convnext_l", "vit_h") for s in (1, 2, 3)]
     assert names == sorted([*official, "tiny_stage3_continued", "tiny_stage3_rec", "tiny_stage3_colour",
-                            "tiny_stage3_colourskip", "tiny_stage3_colourskip_shipped"])
+                            "tiny_stage3_colourskip", "tiny_stage3_colourskip_shipped", "tiny_stage3_refonly_probe"])
     for path in RECIPES.glob("*.yaml"):
         recipe = load_recipe(path)
         assert recipe.name == path.stem
