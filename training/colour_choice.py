@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from training.report_cli import add_common_arguments, inputs_exist, write_report
 from uninext_core.data.synthetic.scene import COLOURS
 from uninext_core.eval.overlaps import box_iou_xyxy
 
@@ -89,16 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry. Exit 0, or 2 for bad input."""
     parser = argparse.ArgumentParser(prog="python -m training.colour_choice", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, required=True, help="weights (.safetensors)")
-    parser.add_argument("--data", type=Path, required=True, help="synthetic detection set (COCO layout)")
+    add_common_arguments(parser, data_help="synthetic detection set (COCO layout)")
     parser.add_argument("--images", type=int, default=30, help="images to run (first N)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=None, help="also write the report as JSON here")
     args = parser.parse_args(argv)
-    for path in (args.checkpoint, args.data / "annotations" / "instances.json"):
-        if not path.exists():
-            print(f"error: {path} does not exist", file=sys.stderr)
-            return 2
+    if not inputs_exist(args):
+        return 2
     if args.images < 1 or args.threads < 1:
         print("error: --images and --threads must be >= 1", file=sys.stderr)
         return 2
@@ -107,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2))
+    write_report(report, args.out)
     accuracy = "n/a" if report["accuracy"] is None else f"{report['accuracy']:.3f}"
     print(f"colour choice {accuracy} over {report['objects_chosen']} objects (chance {report['chance']:.3f}; "
           f"{report['objects_without_detection']} objects had no detection with IoU >= {MATCH_IOU})")

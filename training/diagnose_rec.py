@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from training.recording_backend import RecordingBackend
+from training.report_cli import add_common_arguments, inputs_exist, write_report
 from uninext_core.data.synthetic.scene import COLOURS
 from uninext_core.data.transforms import ORDINAL_WORDS
 from uninext_core.eval.overlaps import box_iou_xyxy
@@ -183,17 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry. Exit 0, or 2 for bad input."""
     parser = argparse.ArgumentParser(prog="python -m training.diagnose_rec", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, required=True, help="weights (.safetensors)")
-    parser.add_argument("--data", type=Path, required=True, help="synthetic referring set (RefCOCO layout)")
+    add_common_arguments(parser, data_help="synthetic referring set (RefCOCO layout)")
     parser.add_argument("--limit", type=int, default=400, help="expressions to run (first N)")
     parser.add_argument("--probe-limit", type=int, default=150, help="expressions whose query features are probed")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=None, help="also write the report as JSON here")
     args = parser.parse_args(argv)
-    for path in (args.checkpoint, args.data / "annotations" / "instances.json"):
-        if not path.exists():
-            print(f"error: {path} does not exist", file=sys.stderr)
-            return 2
+    if not inputs_exist(args):
+        return 2
     if args.limit < 1 or args.probe_limit < 0 or args.threads < 1:
         print("error: --limit and --threads must be >= 1 and --probe-limit >= 0", file=sys.stderr)
         return 2
@@ -203,9 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2))
+    write_report(report, args.out)
     print(format_report(report))
     return 0
 
