@@ -134,6 +134,10 @@ class HeadsConfig:
     reid: bool = True
     reid_dim: int = 256
     reid_layers: int = 2
+    # No official counterpart (`tiny` only): each query's box samples the input colour (a G x G grid) and an MLP adds
+    # it to the query before the retrieval head (uninext_core.model.query_colour), because a backbone trained from
+    # scratch on shape-kind prompts drops colour. 0 = off (official).
+    query_colour_grid: int = 0
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,8 @@ def tiny(*, video: bool = True) -> UninextConfig:
     trainable transformer layers (`text.adapter_layers`, uninext_core.model.text_adapter) sit on the frozen encoder's
     tokens and give expressions the task-specific processing that fine-tuning BERT gives the official model; and
     `backbone.colour_skip` adds each cell's mean input colour to the feature levels (uninext_core.model.colour_skip),
-    which the from-scratch backbone otherwise learns to drop."""
+    and `heads.query_colour_grid` adds each query's box colour to its retrieval-head input
+    (uninext_core.model.query_colour): the from-scratch backbone otherwise learns to drop colour."""
     return UninextConfig(
         name="tiny",
         video=video,
@@ -216,7 +221,7 @@ def tiny(*, video: bool = True) -> UninextConfig:
         transformer=TransformerConfig(d_model=128, num_heads=4, num_encoder_layers=2, num_decoder_layers=2,
                                       dim_feedforward=512, dropout=0.0, num_levels=4, encoder_points=4,
                                       decoder_points=4, num_queries=100, dn_number=30),
-        heads=HeadsConfig(reid=video, reid_dim=128, mask_mid_dim=32),
+        heads=HeadsConfig(reid=video, reid_dim=128, mask_mid_dim=32, query_colour_grid=4),
         input=InputConfig(test_short_side=320, test_max_size=384),
     )
 

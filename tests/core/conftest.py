@@ -14,8 +14,9 @@ from uninext_core.model.uninext import Uninext
 def _unblock_zero_inits(model: Uninext) -> Uninext:
     """Give small values to the official zero inits that block some gradients at step 0: the box MLPs' last layers
     (-> their hidden layers), the MSDA query projections (-> everything that only feeds queries, e.g.
-    level_embed), the text adapter's output projections (-> the rest of each adapter layer) and the colour skip's
-    projections (-> the image reaching the levels through it), so a gradient test sees every connection.
+    level_embed), the text adapter's output projections (-> the rest of each adapter layer), the colour skip's
+    projections (-> the image reaching the levels through it) and the query colour's output layer (-> its first
+    layer), so a gradient test sees every connection.
     Returns `model`, changed in place."""
     with torch.no_grad():
         if model.text_adapter is not None:
@@ -25,6 +26,8 @@ def _unblock_zero_inits(model: Uninext) -> Uninext:
         if model.colour_skip is not None:
             for conv in model.colour_skip.proj:
                 conv.weight.normal_(0.0, 1e-3)
+        if model.query_colour is not None:
+            model.query_colour.mlp[2].weight.normal_(0.0, 1e-3)
         for head in model.bbox_embed:
             head.layers[-1].weight.normal_(0.0, 1e-3)
         for module in model.modules():

@@ -22,7 +22,8 @@ def test_every_shipped_recipe_parses() -> None:
     names = sorted(p.stem for p in RECIPES.glob("*.yaml"))
     official = [f"{m}_stage{s}" for m in ("tiny", "r50", "convnext_l", "vit_h") for s in (1, 2, 3)]
     assert names == sorted([*official, "tiny_stage3_continued", "tiny_stage3_rec", "tiny_stage3_colour",
-                            "tiny_stage3_colourskip", "tiny_stage3_colourskip_shipped", "tiny_stage3_refonly_probe"])
+                            "tiny_stage3_colourskip", "tiny_stage3_colourskip_shipped", "tiny_stage3_refonly_probe",
+                            "tiny_stage3_querycolour"])
     for path in RECIPES.glob("*.yaml"):
         recipe = load_recipe(path)
         assert recipe.name == path.stem
@@ -107,14 +108,18 @@ def test_model_changes_apply_to_the_preset_and_bad_ones_are_named() -> None:
 
 
 def test_tiny_recipes_build_the_model_they_trained() -> None:
-    """The shipped file and the runs before the adapter and the colour skip keep building without them."""
+    """Each run keeps building the model it trained (text adapter layers, colour skip, query colour grid) whatever
+    the preset gains later."""
     built = {name: load_recipe(RECIPES / f"{name}.yaml").model_config() for name in
              ("tiny_stage1", "tiny_stage2", "tiny_stage3", "tiny_stage3_continued", "tiny_stage3_rec",
-              "tiny_stage3_colour", "tiny_stage3_colourskip", "tiny_stage3_colourskip_shipped")}
-    assert {name: (cfg.text.adapter_layers, cfg.backbone.colour_skip) for name, cfg in built.items()} == {
-        "tiny_stage1": (0, False), "tiny_stage2": (0, False), "tiny_stage3": (0, False),
-        "tiny_stage3_continued": (0, False), "tiny_stage3_rec": (2, False), "tiny_stage3_colour": (2, False),
-        "tiny_stage3_colourskip": (2, True), "tiny_stage3_colourskip_shipped": (2, True)}
+              "tiny_stage3_colour", "tiny_stage3_colourskip", "tiny_stage3_colourskip_shipped",
+              "tiny_stage3_querycolour")}
+    assert {name: (cfg.text.adapter_layers, cfg.backbone.colour_skip, cfg.heads.query_colour_grid)
+            for name, cfg in built.items()} == {
+        "tiny_stage1": (0, False, 0), "tiny_stage2": (0, False, 0), "tiny_stage3": (0, False, 0),
+        "tiny_stage3_continued": (0, False, 0), "tiny_stage3_rec": (2, False, 0), "tiny_stage3_colour": (2, False, 0),
+        "tiny_stage3_colourskip": (2, True, 0), "tiny_stage3_colourskip_shipped": (2, True, 0),
+        "tiny_stage3_querycolour": (0, False, 4)}
 
 
 def test_inconsistent_recipes_are_rejected() -> None:

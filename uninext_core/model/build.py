@@ -17,6 +17,7 @@ from uninext_core.model.fusion import FP16_SAFE_MASK_VALUE, MASK_VALUE, BiXAtten
 from uninext_core.model.input_proj import InputProjection
 from uninext_core.model.mask_head import MaskHeadSmallConv, dynamic_param_count
 from uninext_core.model.mlp import MLP
+from uninext_core.model.query_colour import QueryColour
 from uninext_core.model.reid_head import ReidHead
 from uninext_core.model.retrieval import StillClassifier, VLAlign, prior_bias
 from uninext_core.model.template_encoder import TemplateEncoder
@@ -78,6 +79,7 @@ def build_model(preset_or_config: str | UninextConfig, *, allow_random_text_init
     input_proj = InputProjection(in_channels=backbone.out_channels, d_model=d_model)
     colour_skip = ColourSkip(d_model=d_model, num_levels=t.num_levels) if cfg.backbone.colour_skip else None
     transformer = build_transformer(cfg)
+    query_colour = QueryColour(d_model=d_model, grid=h.query_colour_grid) if h.query_colour_grid else None
 
     vl_align = VLAlign(d_model=d_model, text_dim=text_dim, prior_prob=h.prior_prob)
     class_embed = nn.ModuleList([*_clones(vl_align, t.num_decoder_layers),
@@ -115,7 +117,8 @@ def build_model(preset_or_config: str | UninextConfig, *, allow_random_text_init
         reid_head = ReidHead(layer=reid_layer, num_layers=h.reid_layers, d_model=d_model, embed_dim=h.reid_dim)
 
     model = Uninext(
-        backbone=backbone, input_proj=input_proj, colour_skip=colour_skip, transformer=transformer,
+        backbone=backbone, input_proj=input_proj, colour_skip=colour_skip, query_colour=query_colour,
+        transformer=transformer,
         class_embed=class_embed,
         bbox_embed=bbox_embed, iou_head=iou_head, controller=controller, mask_head=mask_head, resizer=resizer,
         text_encoder=text_encoder, text_adapter=text_adapter, template_encoder=template_encoder, reid_head=reid_head,

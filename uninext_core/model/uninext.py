@@ -10,7 +10,8 @@ backbone, input_proj, transformer (level_embed, fusion = encoder.vl_layers.0.b_a
 tgt_embed, decoder, resizer), class_embed.{0..N-1} (VLAlign) + class_embed.N (StillClassifier), bbox_embed.{0..N},
 iou_head.{0..N-1}, controller, mask_head, resizer (denoising label encoder), reid_head (reid_embed_head),
 template_encoder (ref_backbone, shared input_proj, sot_fuser, adjust_layer), text_encoder (text_encoder.body);
-text_adapter and colour_skip (`tiny` only, no official counterpart: uninext_core.model.text_adapter, .colour_skip).
+text_adapter, colour_skip and query_colour (`tiny` only, no official counterpart: uninext_core.model.text_adapter,
+.colour_skip, .query_colour).
 Renames inside: encoder/decoder layer norms (see their docstrings), reid_embed_head.0.* -> reid_head.{layers,
 ref_point_head}.*, reid_embed_head.1.* -> reid_head.embed.*; the official `transformer.decoder.{class,bbox}_embed.*`
 entries are aliases of the top-level heads.
@@ -63,6 +64,8 @@ class Uninext(nn.Module):
         input_proj: [C3, C4, C5] -> four d_model maps at strides 8..64.
         colour_skip: ColourSkip adding each cell's mean input colour to the four maps (a `tiny` departure), or None
             (official).
+        query_colour: QueryColour adding each query's box colour to its retrieval-head input (a `tiny` departure), or
+            None (official).
         transformer: DeformableTransformer.
         class_embed: N decoder-layer VLAlign heads followed by the encoder StillClassifier.
         bbox_embed: N + 1 box MLPs (last: encoder proposals).
@@ -88,6 +91,7 @@ class Uninext(nn.Module):
         backbone: nn.Module,
         input_proj: nn.Module,
         colour_skip: nn.Module | None = None,
+        query_colour: nn.Module | None = None,
         transformer: DeformableTransformer,
         class_embed: nn.ModuleList,
         bbox_embed: nn.ModuleList,
@@ -115,6 +119,7 @@ class Uninext(nn.Module):
         self.backbone = backbone
         self.input_proj = input_proj
         self.colour_skip = colour_skip
+        self.query_colour = query_colour
         self.transformer = transformer
         self.class_embed = class_embed
         self.bbox_embed = bbox_embed
@@ -191,10 +196,14 @@ class Uninext(nn.Module):
             raise ValueError(f"prompt batch {hidden.shape[0]} does not match image batch {B} (or 1)")
         return PromptFeatures(hidden, mask.bool())
 
-    def _heads(self, layer: int, hidden: torch.Tensor, prompt: torch.Tensor, pooled: torch.Tensor
+    def _heads(self, layer: int, hidden: torch.Tensor, prompt: torch.Tensor, pooled: torch.Tensor,
+               colour_input: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Token, pooled and IoU logits of one decoder layer. `colour_input` = (images, valid_px, that layer's boxes)
+        for the query colour term, which only the retrieval head sees."""
         head = self.class_embed[layer]
-        return head(hidden, prompt), head(hidden, pooled[:, None, :]), self.iou_head[layer](hidden)
+        retrieval = hidden if self.query_colour is None else hidden + self.query_colour(*colour_input).to(hidden.dtype)
+        return head(retrieval, prompt), head(retrieval, pooled[:, None, :]), self.iou_head[layer](hidden)
 
     def _mask_features(self, out: TransformerOutputs) -> torch.Tensor:
         B, _, C = out.memory.shape
@@ -259,9 +268,9 @@ class Uninext(nn.Module):
 
         if denoising is None:
             hidden = decoded.hidden[-1]
-            token_logits, pooled_logits, iou_logits = self._heads(self.num_decoder_layers - 1, hidden, out.prompt,
-                                                                  out.pooled_prompt)
             boxes = decoded.boxes_cxcywh[-1]
+            token_logits, pooled_logits, iou_logits = self._heads(self.num_decoder_layers - 1, hidden, out.prompt,
+                                                                  out.pooled_prompt, (images, valid_px, boxes))
             return RawOutputs(
                 token_logits=token_logits,
                 pooled_logits=pooled_logits,
@@ -272,13 +281,14 @@ class Uninext(nn.Module):
                 mask_features=mask_features,
                 mask_reference_px=decoded.reference_boxes[-1][..., :2] * valid_px[:, None, :],
             )
-        return self._train_outputs(out, denoising, mask_features, valid_px, prompt.mask)
+        return self._train_outputs(out, denoising, mask_features, images, valid_px, prompt.mask)
 
     def _train_outputs(self, out: TransformerOutputs, denoising: DenoisingQueries, mask_features: torch.Tensor,
-                       valid_px: torch.Tensor, prompt_mask: torch.Tensor) -> TrainOutputs:
+                       images: torch.Tensor, valid_px: torch.Tensor, prompt_mask: torch.Tensor) -> TrainOutputs:
         decoded = out.decoder
         n_dn = denoising.meta.num_queries
-        per_layer = [self._heads(layer, decoded.hidden[layer], out.prompt, out.pooled_prompt)
+        per_layer = [self._heads(layer, decoded.hidden[layer], out.prompt, out.pooled_prompt,
+                                 (images, valid_px, decoded.boxes_cxcywh[layer]))
                      for layer in range(self.num_decoder_layers)]
         token_logits = torch.stack([p[0] for p in per_layer])
         pooled_logits = torch.stack([p[1] for p in per_layer])

@@ -4,7 +4,8 @@ Per parameter (official `build_optimizer` in `projects/UNINEXT/train_net.py`, ru
     lr = BASE_LR; "backbone" in the name (main and template backbones) -> lr × BACKBONE_MULTIPLIER (0.1);
     "text_encoder" -> LANG_LR (1e-5); the Bi-XAtt fusion block (official `vl_layers`, here `transformer.fusion`)
     -> VL_LR; "sampling_offsets" or "reference_points" -> lr × LINEAR_PROJ_MULTIPLIER (0.1); the `tiny`-only colour
-    skip (no official counterpart) -> lr × colour_skip_multiplier (1.0 unless a recipe asks).
+    skip and query colour (no official counterpart) -> lr × colour_skip_multiplier / query_colour_multiplier (1.0
+    unless a recipe asks).
 Weight decay 0.05 on every parameter; frozen parameters (requires_grad False) are left out. Schedule: detectron2's
 `WarmupMultiStepLR` — a linear warm-up from `warmup_factor` to 1 over `warmup_iters`, then × gamma at each step
 in `steps` (official: factor 1.0, i.e. no real warm-up).
@@ -21,6 +22,7 @@ from torch import nn
 
 FUSION_PREFIX = "transformer.fusion."
 COLOUR_SKIP_PREFIX = "colour_skip."
+QUERY_COLOUR_PREFIX = "query_colour."
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class OptimizerSettings:
         colour_skip_multiplier: LR multiplier of the colour skip (`tiny` only): it starts at zero and, at the base
             LR, Adam moves its weights by about 1e-4 a step, too little to matter after hundreds of steps when it
             is added to trained weights (measured: |w| <= 0.007 after 400 steps of `tiny_stage3_colourskip`).
+        query_colour_multiplier: LR multiplier of the query colour MLP (`tiny` only; zero-initialised output, the
+            same reason).
         betas: AdamW betas.
     """
 
@@ -47,11 +51,12 @@ class OptimizerSettings:
     text_encoder_lr: float = 1e-5
     fusion_lr: float | None = None
     colour_skip_multiplier: float = 1.0
+    query_colour_multiplier: float = 1.0
     betas: tuple[float, float] = (0.9, 0.999)
 
     def __post_init__(self) -> None:
         for name in ("base_lr", "backbone_multiplier", "linear_proj_multiplier", "text_encoder_lr",
-                     "colour_skip_multiplier"):
+                     "colour_skip_multiplier", "query_colour_multiplier"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.weight_decay < 0:
@@ -71,6 +76,8 @@ def parameter_lr(name: str, settings: OptimizerSettings) -> float:
         lr *= settings.linear_proj_multiplier
     if name.startswith(COLOUR_SKIP_PREFIX):
         lr *= settings.colour_skip_multiplier
+    if name.startswith(QUERY_COLOUR_PREFIX):
+        lr *= settings.query_colour_multiplier
     return lr
 
 

@@ -39,8 +39,9 @@ def tiny_export(tmp_path_factory) -> TinyExport:
         torch.manual_seed(0)
         cfg = tiny_fp16_safe()
         model = build_model(cfg).eval()
-        with torch.no_grad():  # an untrained text adapter or colour skip adds nothing; parity must see them work
-            for parameter in [*model.text_adapter.parameters(), *model.colour_skip.parameters()]:
+        with torch.no_grad():  # an untrained text adapter, colour skip or query colour adds nothing; parity must see
+            for parameter in [*model.text_adapter.parameters(), *model.colour_skip.parameters(),  # them work
+                              *model.query_colour.parameters()]:
                 parameter.add_(0.05 * torch.randn(parameter.shape))
         directory = tmp_path_factory.mktemp("tiny_export")
         with warnings.catch_warnings():
