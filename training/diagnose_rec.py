@@ -12,9 +12,10 @@ rule) and reports:
   "all" with a low "1" means the detector proposes the referent and the ranking by the prompt fails;
 * what a miss picked instead: the annotated object its box overlaps best, as "same kind, other colour", "same kind
   and colour" (another size, texture or place), "other kind" or "no object" (no overlap ≥ 0.5), by wording;
-* linear probes on the last decoder layer's query features of the first `--probe-limit` expressions: for every
-  annotated object, the query whose box overlaps it best (IoU ≥ 0.5); logistic regression fitted on the first half of
-  the images, scored on the second half, against the majority-class rate. A probe near its majority rate means the
+* linear probes on what the last decoder layer's retrieval head sees (its query features, plus the query colour
+  term where the model has one) for the first `--probe-limit` expressions: for every annotated object, the query
+  whose box overlaps it best (IoU ≥ 0.5); logistic regression fitted on the first half of the images, scored on the
+  second half, against the majority-class rate. A probe near its majority rate means the
   queries do not carry that attribute, and no prompt can select by it.
 
 Synthetic annotations only (the probes read each object's `attributes`: colour, kind, size, texture).
@@ -98,8 +99,10 @@ def diagnose(checkpoint: Path, data: Path, *, limit: int, probe_limit: int, thre
                           device="cpu", engine_path="", text_encoder_path="")
     model = loaded.backend.model
     last_hidden: dict[str, torch.Tensor] = {}
-    # The IoU head of the last decoder layer sees exactly that layer's query features (B, Q, C).
-    model.iou_head[-1].register_forward_hook(lambda _m, inputs, _o: last_hidden.update(h=inputs[0][0].detach()))
+    # What the last decoder layer's retrieval head sees (B, Q, C): the query features, plus the query colour term
+    # where the model has one (uninext_core.model.query_colour).
+    retrieval_head = model.class_embed[model.num_decoder_layers - 1]
+    retrieval_head.register_forward_hook(lambda _m, inputs, _o: last_hidden.update(h=inputs[0][0].detach()))
     recorder = RecordingBackend(loaded.backend)
     session = Session(recorder, tokenizer=loaded.tokenizer, config=SessionConfig())
 

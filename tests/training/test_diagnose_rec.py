@@ -60,9 +60,9 @@ def ref_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def probed_checkpoint(tmp_path_factory) -> Path:
     """An untrained tiny model whose boxes overlap some objects (IoU >= 0.5), so the probes have rows: most seeds give
-    none on these 3 images (seeds 1-5 after the colour skip: only 4 did, with 7 objects). Pick another seed if a
-    model change takes them away; the assertion below says so."""
-    torch.manual_seed(4)
+    none on these 3 images (seeds 1-5 after the colour skip: only 4 did; after the query colour 5 does). Pick another
+    seed if a model change takes them away; the assertion below says so."""
+    torch.manual_seed(5)
     return save_weights(tmp_path_factory.mktemp("probed") / "tiny.safetensors", build_model(tiny()).state_dict(),
                         config=tiny())
 
