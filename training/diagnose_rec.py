@@ -16,7 +16,10 @@ rule) and reports:
   term where the model has one) for the first `--probe-limit` expressions: for every annotated object, the query
   whose box overlaps it best (IoU ≥ 0.5); logistic regression fitted on the first half of the images, scored on the
   second half, against the majority-class rate. A probe near its majority rate means the
-  queries do not carry that attribute, and no prompt can select by it.
+  queries do not carry that attribute, and no prompt can select by it;
+* the same probes, on the same objects, one step at a time along the network (`level_probes`): the input pixel at
+  the object's centre, the backbone's stride-8 map, the encoder memory's stride-8 level (each at the cell under the
+  centre), and the retrieval input above: where an attribute is lost.
 
 Synthetic annotations only (the probes read each object's `attributes`: colour, kind, size, texture).
 """
@@ -42,6 +45,8 @@ from uninext_core.tasks.preprocess import normalized_boxes_to_frame
 
 TOP_K = (1, 2, 3, 5, 10)
 PROBED = ("colour", "kind", "size", "texture")
+LEVELS = ("input pixel", "backbone stride 8", "encoder memory stride 8", "retrieval input")
+STRIDE = 8  # the backbone's first level and the encoder's finest level
 _ORDINAL = re.compile(r"\b(" + "|".join(ORDINAL_WORDS) + r")\b")
 _RELATION = re.compile(r"\b(left of|right of|above|below)\b")
 _EXTREME = re.compile(r"\b(leftmost|rightmost|topmost|bottommost|largest|smallest)\b")
@@ -103,13 +108,18 @@ def diagnose(checkpoint: Path, data: Path, *, limit: int, probe_limit: int, thre
     # where the model has one (uninext_core.model.query_colour).
     retrieval_head = model.class_embed[model.num_decoder_layers - 1]
     retrieval_head.register_forward_hook(lambda _m, inputs, _o: last_hidden.update(h=inputs[0][0].detach()))
+    # Earlier steps for the level probes: the (unpadded) input and its valid area, the backbone's stride-8 map, the
+    # encoder memory (its first H8·W8 tokens are the stride-8 level).
+    model.register_forward_pre_hook(lambda _m, inputs: last_hidden.update(image=inputs[0][0], valid=inputs[1][0]))
+    model.backbone.register_forward_hook(lambda _m, _i, out: last_hidden.update(s8=out[0][0].detach()))
+    model.transformer.encoder.register_forward_hook(lambda _m, _i, out: last_hidden.update(memory=out[0].detach()))
     recorder = RecordingBackend(loaded.backend)
     session = Session(recorder, tokenizer=loaded.tokenizer, config=SessionConfig())
 
     hits: dict[str, list[bool]] = defaultdict(list)
     misses: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     ranks: dict[int | str, list[bool]] = defaultdict(list)
-    probe_rows: list[tuple[int, np.ndarray, dict]] = []
+    probe_rows: list[tuple[int, dict[str, np.ndarray], dict]] = []
     images: dict[str, int] = {}
     for index, unit in enumerate(units):
         recorder.records.clear()
@@ -140,7 +150,9 @@ def diagnose(checkpoint: Path, data: Path, *, limit: int, probe_limit: int, thre
             for object_id, box in zip(truth.ids, truth.boxes_xyxy_px.astype(np.float64), strict=True):
                 overlap = box_iou_xyxy(boxes, box[None])[:, 0]
                 if overlap.max() >= 0.5:
-                    probe_rows.append((image, hidden[int(overlap.argmax())], attributes.get(int(object_id), {})))
+                    features = level_features(last_hidden, box, truth.image_size)
+                    features["retrieval input"] = hidden[int(overlap.argmax())]
+                    probe_rows.append((image, features, attributes.get(int(object_id), {})))
 
     everything = [hit for kind_hits in hits.values() for hit in kind_hits]
     report: dict = {
@@ -154,16 +166,43 @@ def diagnose(checkpoint: Path, data: Path, *, limit: int, probe_limit: int, thre
     if probe_rows:
         split_image = len(images) // 2
         train = np.array([image < split_image for image, _, _ in probe_rows])
-        features = np.stack([row[1] for row in probe_rows])
-        for name in PROBED:
-            labels = np.array([str(row[2].get(name, "")) for row in probe_rows])
-            if train.all() or not train.any() or len(set(labels[train])) < 2:
-                continue
-            accuracy, majority = probe_accuracy(features, labels, train)
-            report["probes"][name] = {"accuracy": accuracy, "majority": majority}
+        report["level_probes"] = {}
+        for level in LEVELS:
+            features = np.stack([row[1][level] for row in probe_rows])
+            report["level_probes"][level] = {}
+            for name in PROBED:
+                labels = np.array([str(row[2].get(name, "")) for row in probe_rows])
+                if train.all() or not train.any() or len(set(labels[train])) < 2:
+                    continue
+                accuracy, majority = probe_accuracy(features, labels, train)
+                report["level_probes"][level][name] = {"accuracy": accuracy, "majority": majority}
+        report["probes"] = report["level_probes"]["retrieval input"]
         report["probe_objects"] = len(probe_rows)
         report["probe_images"] = len(images)
     return report
+
+
+def level_features(captured: dict[str, torch.Tensor], box_xyxy: np.ndarray, frame_size: tuple[int, int]
+                   ) -> dict[str, np.ndarray]:
+    """The input pixel, backbone stride-8 cell and encoder-memory stride-8 cell under a box's centre.
+
+    Args:
+        captured: the hooks' tensors of the last forward: `image` (3, H, W) as given to the network, `valid` (H, W)
+            its pixel mask, `s8` (C, H8, W8) the backbone's first map, `memory` (S, d) the encoder output.
+        box_xyxy: the object's box in frame pixels.
+        frame_size: (height, width) of the frame.
+    """
+    valid = captured["valid"]
+    valid_h, valid_w = int(valid[:, 0].sum()), int(valid[0, :].sum())
+    x = (box_xyxy[0] + box_xyxy[2]) / 2 * valid_w / frame_size[1]
+    y = (box_xyxy[1] + box_xyxy[3]) / 2 * valid_h / frame_size[0]
+    s8 = captured["s8"]
+    h8, w8 = s8.shape[-2:]
+    row, col = min(int(y // STRIDE), h8 - 1), min(int(x // STRIDE), w8 - 1)
+    memory = captured["memory"][: h8 * w8].reshape(h8, w8, -1)
+    return {"input pixel": captured["image"][:, min(int(y), valid_h - 1), min(int(x), valid_w - 1)].float().numpy(),
+            "backbone stride 8": s8[:, row, col].float().numpy(),
+            "encoder memory stride 8": memory[row, col].float().numpy()}
 
 
 def format_report(report: dict) -> str:
@@ -180,6 +219,10 @@ def format_report(report: dict) -> str:
         lines.append(f"query-feature probes ({report['probe_objects']} objects, {report['probe_images']} images; "
                      "held-out accuracy / majority class):")
         lines += [f"  {name:8s} {v['accuracy']:.3f} / {v['majority']:.3f}" for name, v in report["probes"].items()]
+        lines.append("the same probes along the network (held-out accuracy; " + ", ".join(PROBED) + "):")
+        lines += [f"  {level:24s} " + "  ".join(f"{probes[name]['accuracy']:.3f}" if name in probes else "  -  "
+                                               for name in PROBED)
+                  for level, probes in report.get("level_probes", {}).items()]
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.diagnose_rec import main, miss_kind, probe_accuracy, wording_kind
+from training.diagnose_rec import level_features, main, miss_kind, probe_accuracy, wording_kind
 from uninext_core.checkpoint.safetensors_io import save_weights
 from uninext_core.config import tiny
 from uninext_core.data.synthetic.__main__ import main as synth_main
@@ -82,6 +82,9 @@ def test_report_of_a_session_run(ref_data, probed_checkpoint, tmp_path, capsys) 
     missed = sum(sum(counts.values()) for counts in report["misses_by_wording"].values())
     assert missed == round(8 * (1 - report["accuracy"]))
     assert report.get("probe_objects", 0) > 0, "no query box overlaps an object: choose another probed_checkpoint seed"
+    levels = report["level_probes"]
+    assert list(levels) == ["input pixel", "backbone stride 8", "encoder memory stride 8", "retrieval input"]
+    assert report["probes"] == levels["retrieval input"]
     assert "REC accuracy" in capsys.readouterr().out
 
 
@@ -90,3 +93,18 @@ def test_bad_input_is_refused(ref_data, random_tiny_checkpoint, tmp_path, capsys
     assert main(["--checkpoint", str(random_tiny_checkpoint), "--data", str(tmp_path)]) == 2
     assert main(["--checkpoint", str(random_tiny_checkpoint), "--data", str(ref_data), "--limit", "0"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_level_features_read_the_cells_under_the_box_centre() -> None:
+    # A 200 x 300 frame resized to 100 x 150 and padded to 128 x 160: a box centred at (210, 90) frame px sits at
+    # (105, 45) input px, stride-8 cell (row 5, col 13).
+    image = torch.arange(3 * 128 * 160, dtype=torch.float32).reshape(3, 128, 160)
+    valid = torch.zeros(128, 160, dtype=torch.bool)
+    valid[:100, :150] = True
+    s8 = torch.arange(4 * 16 * 20, dtype=torch.float32).reshape(4, 16, 20)
+    memory = torch.arange((16 * 20 + 20) * 2, dtype=torch.float32).reshape(16 * 20 + 20, 2)  # + coarser levels
+    got = level_features({"image": image, "valid": valid, "s8": s8, "memory": memory},
+                         np.array([200.0, 80.0, 220.0, 100.0]), (200, 300))
+    assert got["input pixel"].tolist() == image[:, 45, 105].tolist()
+    assert got["backbone stride 8"].tolist() == s8[:, 5, 13].tolist()
+    assert got["encoder memory stride 8"].tolist() == memory[5 * 20 + 13].tolist()

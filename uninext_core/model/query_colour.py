@@ -2,10 +2,10 @@
 
 No official counterpart (reference §5.1: the retrieval heads see the decoder output alone). Why the `tiny` preset
 has it: its MobileNetV3 is trained from scratch, and stage 1 prompts name only shape kinds, so the backbone learns to
-drop colour. Linear probes on the shipped file (MODEL.md, "Why REC is below its target") recover an object's colour
-from the input pixel at its centre at 0.92, from the backbone's stride-8 map at 0.43, from the encoder memory at 0.28
-and from the query features at 0.27 (always answering the commonest colour: 0.20). Expressions that tell objects
-apart by colour then pick a same-kind object of another colour (93 of 233 misses). The colour skip
+drop colour. `training.diagnose_rec`'s probes along the shipped file's network (MODEL.md) recover an object's
+colour from the input pixel at its centre at 0.83, from the backbone's stride-8 cell at 0.28, from the encoder
+memory's at 0.24 and from the query the retrieval head reads at 0.15 (always answering the commonest colour: 0.14).
+Expressions that tell objects apart by colour then pick a same-kind object of another colour (93 of 233 misses). The colour skip
 (`colour_skip.py`) hands the encoder each cell's mean colour; 1,500 CPU steps took the 8-way colour choice only from
 0.11 to 0.23, because the colour has to survive two encoder and two decoder layers before it meets the prompt. This
 path is one step from the prompt: the retrieval logit is ⟨q + colour(q), key(prompt)⟩.
