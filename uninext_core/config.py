@@ -203,18 +203,18 @@ def tiny(*, video: bool = True) -> UninextConfig:
 
     Departures from the official recipe, on purpose: the text encoder is frozen from stage 1 on (officially trained at
     LR 1e-5 in stages 1-2) so the shipped weights can leave the packaged MiniLM out; prompts are 64 tokens (official
-    256): enough for ~25 class names or one expression, and the fusion and retrieval costs scale with it; two
-    trainable transformer layers (`text.adapter_layers`, uninext_core.model.text_adapter) sit on the frozen encoder's
-    tokens and give expressions the task-specific processing that fine-tuning BERT gives the official model; and
-    `backbone.colour_skip` adds each cell's mean input colour to the feature levels (uninext_core.model.colour_skip),
-    and `heads.query_colour_grid` adds each query's box colour to its retrieval-head input
-    (uninext_core.model.query_colour): the from-scratch backbone otherwise learns to drop colour."""
+    256): enough for ~25 class names or one expression, and the fusion and retrieval costs scale with it; and
+    `heads.query_colour_grid` adds each query's box colour to its retrieval-head input
+    (uninext_core.model.query_colour), because the from-scratch backbone learns to drop colour. This is the model the
+    package ships. Two other departures stay available but off, because runs with them did not move REC (MODEL.md):
+    a text adapter on the frozen encoder's tokens (`text.adapter_layers`, uninext_core.model.text_adapter) and a
+    colour skip into the feature levels (`backbone.colour_skip`, uninext_core.model.colour_skip)."""
     return UninextConfig(
         name="tiny",
         video=video,
         backbone=BackboneConfig(kind="mobilenet_v3_large", out_channels=(40, 112, 960), norm="bn", freeze_at=0,
-                                colour_skip=True),
-        text=TextEncoderConfig(path=None, hidden_dim=384, max_tokens=64, frozen=True, adapter_layers=2, adapter_heads=4,
+                                colour_skip=False),
+        text=TextEncoderConfig(path=None, hidden_dim=384, max_tokens=64, frozen=True, adapter_layers=0, adapter_heads=4,
                                adapter_ffn_dim=768),
         template=TemplateConfig(enabled=video, size=128, search_area_factor=2.0),
         fusion=FusionConfig(inner_dim=512, num_heads=4, attn_dropout=0.1, init_gamma=1.0 / 2.0),

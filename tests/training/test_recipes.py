@@ -94,11 +94,12 @@ def test_unknown_keys_are_named() -> None:
 
 
 def test_model_changes_apply_to_the_preset_and_bad_ones_are_named() -> None:
-    recipe = recipe_from_dict(_minimal(model={"backbone": {"colour_skip": False}, "text": {"adapter_layers": 0}}))
+    recipe = recipe_from_dict(_minimal(model={"backbone": {"colour_skip": True}, "text": {"adapter_layers": 2}}))
     cfg = recipe.model_config()
-    assert not cfg.backbone.colour_skip and cfg.text.adapter_layers == 0
+    assert cfg.backbone.colour_skip and cfg.text.adapter_layers == 2
     assert cfg.backbone.kind == "mobilenet_v3_large" and cfg.text.hidden_dim == 384  # the rest is the preset's
-    assert recipe_from_dict(_minimal()).model_config().backbone.colour_skip
+    preset = recipe_from_dict(_minimal()).model_config()
+    assert (preset.text.adapter_layers, preset.backbone.colour_skip, preset.heads.query_colour_grid) == (0, False, 4)
     with pytest.raises(ValueError, match=r"model\.backbone: unknown keys \['colour'\]"):
         recipe_from_dict(_minimal(model={"backbone": {"colour": False}}))
     with pytest.raises(ValueError, match=r"model\.text\.adapter_layers: expected an integer, got 'two'"):

@@ -27,8 +27,12 @@ class TinyExport(NamedTuple):
 
 
 def tiny_fp16_safe() -> UninextConfig:
+    """tiny with every optional part on (the text adapter and colour skip the preset leaves off as well), so the
+    export and parity tests cover each."""
     cfg = tiny()
-    return cfg.replace(fusion=dataclasses.replace(cfg.fusion, fp16_safe_mask=True))
+    return cfg.replace(fusion=dataclasses.replace(cfg.fusion, fp16_safe_mask=True),
+                       text=dataclasses.replace(cfg.text, adapter_layers=2),
+                       backbone=dataclasses.replace(cfg.backbone, colour_skip=True))
 
 
 @pytest.fixture(scope="session")

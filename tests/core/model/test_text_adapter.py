@@ -81,8 +81,10 @@ def test_bad_adapter_settings_are_refused(kwargs):
         TextEncoderConfig(hidden_dim=384, **kwargs)
 
 
-def test_tiny_has_the_adapter_and_the_official_presets_do_not():
-    assert tiny().text.adapter_layers == 2
+def test_no_preset_turns_the_adapter_on():
+    # tiny had it on until the query-colour run: runs with it did not move REC (MODEL.md), so the shipped file and
+    # the preset leave it off; recipes that trained it pin it on.
+    assert tiny().text.adapter_layers == 0
     assert r50().text.adapter_layers == 0
 
 
@@ -95,6 +97,7 @@ def test_adapter_trains_at_the_base_learning_rate_not_the_text_encoder_rate():
 def test_weights_file_round_trip_keeps_the_adapter_and_files_without_one_still_load(tmp_path):
     torch.manual_seed(0)
     cfg = tiny(video=False)
+    cfg = cfg.replace(text=dataclasses.replace(cfg.text, adapter_layers=2))
     model = build_model(cfg).eval()
     randomized(model.text_adapter, seed=3)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("text_encoder.")}
