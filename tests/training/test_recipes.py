@@ -23,7 +23,7 @@ def test_every_shipped_recipe_parses() -> None:
     official = [f"{m}_stage{s}" for m in ("tiny", "r50", "convnext_l", "vit_h") for s in (1, 2, 3)]
     assert names == sorted([*official, "tiny_stage3_continued", "tiny_stage3_rec", "tiny_stage3_colour",
                             "tiny_stage3_colourskip", "tiny_stage3_colourskip_shipped", "tiny_stage3_refonly_probe",
-                            "tiny_stage3_querycolour"])
+                            "tiny_stage3_querycolour", "tiny_stage3_querycolour_more"])
     for path in RECIPES.glob("*.yaml"):
         recipe = load_recipe(path)
         assert recipe.name == path.stem
@@ -114,13 +114,13 @@ def test_tiny_recipes_build_the_model_they_trained() -> None:
     built = {name: load_recipe(RECIPES / f"{name}.yaml").model_config() for name in
              ("tiny_stage1", "tiny_stage2", "tiny_stage3", "tiny_stage3_continued", "tiny_stage3_rec",
               "tiny_stage3_colour", "tiny_stage3_colourskip", "tiny_stage3_colourskip_shipped",
-              "tiny_stage3_querycolour")}
+              "tiny_stage3_querycolour", "tiny_stage3_querycolour_more")}
     assert {name: (cfg.text.adapter_layers, cfg.backbone.colour_skip, cfg.heads.query_colour_grid)
             for name, cfg in built.items()} == {
         "tiny_stage1": (0, False, 0), "tiny_stage2": (0, False, 0), "tiny_stage3": (0, False, 0),
         "tiny_stage3_continued": (0, False, 0), "tiny_stage3_rec": (2, False, 0), "tiny_stage3_colour": (2, False, 0),
         "tiny_stage3_colourskip": (2, True, 0), "tiny_stage3_colourskip_shipped": (2, True, 0),
-        "tiny_stage3_querycolour": (0, False, 4)}
+        "tiny_stage3_querycolour": (0, False, 4), "tiny_stage3_querycolour_more": (0, False, 4)}
 
 
 def test_inconsistent_recipes_are_rejected() -> None:

@@ -5,10 +5,11 @@ has it: its MobileNetV3 is trained from scratch, and stage 1 prompts name only s
 drop colour. `training.diagnose_rec`'s probes along the shipped file's network (MODEL.md) recover an object's
 colour from the input pixel at its centre at 0.83, from the backbone's stride-8 cell at 0.28, from the encoder
 memory's at 0.24 and from the query the retrieval head reads at 0.15 (always answering the commonest colour: 0.14).
-Expressions that tell objects apart by colour then pick a same-kind object of another colour (93 of 233 misses). The colour skip
-(`colour_skip.py`) hands the encoder each cell's mean colour; 1,500 CPU steps took the 8-way colour choice only from
-0.11 to 0.23, because the colour has to survive two encoder and two decoder layers before it meets the prompt. This
-path is one step from the prompt: the retrieval logit is ⟨q + colour(q), key(prompt)⟩.
+Expressions that tell objects apart by colour then pick a same-kind object of another colour (93 of 233 misses).
+The colour skip (`colour_skip.py`) hands the encoder each cell's mean colour; 1,500 CPU steps took the 8-way colour
+choice only from 0.11 to 0.23, because the colour has to survive two encoder and two decoder layers before it meets
+the prompt. This path is one step from the prompt: the retrieval logit is ⟨q + colour(q), key(prompt)⟩. Trained
+(`tiny_stage3_querycolour`, 1,200 steps), it took the colour choice to 0.80 and REC on the card from 0.443 to 0.566.
 
 For every query, a G×G grid of points over the central `span` of its predicted box (detached: the colour term must
 not pull boxes) samples the normalised image bilinearly; the 3·G² values go through Linear → ReLU → Linear (output
