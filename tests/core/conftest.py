@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
 
+from uninext_core.checkpoint.safetensors_io import load_model, save_weights
+from uninext_core.config import UninextConfig
+from uninext_core.model.build import build_model
 from uninext_core.model.deform_attn import MSDeformAttn
 from uninext_core.model.uninext import Uninext
 
@@ -41,3 +45,24 @@ def _unblock_zero_inits(model: Uninext) -> Uninext:
 def unblock_zero_inits() -> Callable[[Uninext], Uninext]:
     """See `_unblock_zero_inits`."""
     return _unblock_zero_inits
+
+
+def _check_optional_part_files(directory: Path, cfg: UninextConfig, off_cfg: UninextConfig, part: str,
+                               tensor: str) -> None:
+    """A weights file of `cfg` keeps the optional module `part` (its `tensor` randomised, so loading must copy it),
+    and a file written before the part existed (`off_cfg`, no `part.*` keys) loads without it."""
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        model.get_parameter(f"{part}.{tensor}").normal_()
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("text_encoder.")}
+    loaded = load_model(save_weights(directory / "with.safetensors", state, config=cfg))
+    assert torch.equal(loaded.get_parameter(f"{part}.{tensor}"), model.get_parameter(f"{part}.{tensor}"))
+    old_state = {k: v for k, v in state.items() if not k.startswith(f"{part}.")}
+    assert getattr(load_model(save_weights(directory / "without.safetensors", old_state, config=off_cfg)), part) is None
+
+
+@pytest.fixture
+def check_optional_part_files() -> Callable[..., None]:
+    """See `_check_optional_part_files`."""
+    return _check_optional_part_files
