@@ -138,6 +138,10 @@ class HeadsConfig:
     # it to the query before the retrieval head (uninext_core.model.query_colour), because a backbone trained from
     # scratch on shape-kind prompts drops colour. 0 = off (official).
     query_colour_grid: int = 0
+    # No official counterpart (`tiny` only): a prompt-conditioned transformer over the queries (this many layers) adds
+    # a relation term to their retrieval features (uninext_core.model.query_relation), so a 2-layer decoder can
+    # compare objects ("the second circle from the left"). 0 = off (official).
+    query_relation_layers: int = 0
 
 
 @dataclass(frozen=True)

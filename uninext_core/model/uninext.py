@@ -10,8 +10,8 @@ backbone, input_proj, transformer (level_embed, fusion = encoder.vl_layers.0.b_a
 tgt_embed, decoder, resizer), class_embed.{0..N-1} (VLAlign) + class_embed.N (StillClassifier), bbox_embed.{0..N},
 iou_head.{0..N-1}, controller, mask_head, resizer (denoising label encoder), reid_head (reid_embed_head),
 template_encoder (ref_backbone, shared input_proj, sot_fuser, adjust_layer), text_encoder (text_encoder.body);
-text_adapter, colour_skip and query_colour (`tiny` only, no official counterpart: uninext_core.model.text_adapter,
-.colour_skip, .query_colour).
+text_adapter, colour_skip, query_colour and query_relation (`tiny` only, no official counterpart:
+uninext_core.model.text_adapter, .colour_skip, .query_colour, .query_relation).
 Renames inside: encoder/decoder layer norms (see their docstrings), reid_embed_head.0.* -> reid_head.{layers,
 ref_point_head}.*, reid_embed_head.1.* -> reid_head.embed.*; the official `transformer.decoder.{class,bbox}_embed.*`
 entries are aliases of the top-level heads.
@@ -66,6 +66,8 @@ class Uninext(nn.Module):
             (official).
         query_colour: QueryColour adding each query's box colour to its retrieval-head input (a `tiny` departure), or
             None (official).
+        query_relation: QueryRelation adding a prompt-conditioned comparison of the queries to their retrieval-head
+            input (a `tiny` departure), or None (official).
         transformer: DeformableTransformer.
         class_embed: N decoder-layer VLAlign heads followed by the encoder StillClassifier.
         bbox_embed: N + 1 box MLPs (last: encoder proposals).
@@ -92,6 +94,7 @@ class Uninext(nn.Module):
         input_proj: nn.Module,
         colour_skip: nn.Module | None = None,
         query_colour: nn.Module | None = None,
+        query_relation: nn.Module | None = None,
         transformer: DeformableTransformer,
         class_embed: nn.ModuleList,
         bbox_embed: nn.ModuleList,
@@ -120,6 +123,7 @@ class Uninext(nn.Module):
         self.input_proj = input_proj
         self.colour_skip = colour_skip
         self.query_colour = query_colour
+        self.query_relation = query_relation
         self.transformer = transformer
         self.class_embed = class_embed
         self.bbox_embed = bbox_embed
@@ -196,13 +200,21 @@ class Uninext(nn.Module):
             raise ValueError(f"prompt batch {hidden.shape[0]} does not match image batch {B} (or 1)")
         return PromptFeatures(hidden, mask.bool())
 
-    def _heads(self, layer: int, hidden: torch.Tensor, prompt: torch.Tensor, pooled: torch.Tensor,
-               colour_input: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Token, pooled and IoU logits of one decoder layer. `colour_input` = (images, valid_px, that layer's boxes)
-        for the query colour term, which only the retrieval head sees."""
+    def _heads(self, layer: int, hidden: torch.Tensor, boxes: torch.Tensor, prompt: torch.Tensor,
+               pooled: torch.Tensor, prompt_mask: torch.Tensor, images: torch.Tensor, valid_px: torch.Tensor,
+               attn_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Token, pooled and IoU logits of one decoder layer (`boxes`: that layer's). The query colour and query
+        relation terms, when the model has them, are added to what the retrieval head sees, and only there;
+        `attn_mask` is the decoder's denoising mask (training)."""
         head = self.class_embed[layer]
-        retrieval = hidden if self.query_colour is None else hidden + self.query_colour(*colour_input).to(hidden.dtype)
+        retrieval = hidden
+        if self.query_colour is not None:
+            retrieval = retrieval + self.query_colour(images, valid_px, boxes).to(hidden.dtype)
+        if self.query_relation is not None:
+            B = hidden.shape[0]
+            relation = self.query_relation(retrieval, boxes, prompt.expand(B, -1, -1), prompt_mask.expand(B, -1),
+                                           attn_mask)
+            retrieval = retrieval + relation.to(hidden.dtype)
         return head(retrieval, prompt), head(retrieval, pooled[:, None, :]), self.iou_head[layer](hidden)
 
     def _mask_features(self, out: TransformerOutputs) -> torch.Tensor:
@@ -269,8 +281,9 @@ class Uninext(nn.Module):
         if denoising is None:
             hidden = decoded.hidden[-1]
             boxes = decoded.boxes_cxcywh[-1]
-            token_logits, pooled_logits, iou_logits = self._heads(self.num_decoder_layers - 1, hidden, out.prompt,
-                                                                  out.pooled_prompt, (images, valid_px, boxes))
+            token_logits, pooled_logits, iou_logits = self._heads(self.num_decoder_layers - 1, hidden, boxes,
+                                                                  out.prompt, out.pooled_prompt, prompt.mask, images,
+                                                                  valid_px)
             return RawOutputs(
                 token_logits=token_logits,
                 pooled_logits=pooled_logits,
@@ -287,8 +300,8 @@ class Uninext(nn.Module):
                        images: torch.Tensor, valid_px: torch.Tensor, prompt_mask: torch.Tensor) -> TrainOutputs:
         decoded = out.decoder
         n_dn = denoising.meta.num_queries
-        per_layer = [self._heads(layer, decoded.hidden[layer], out.prompt, out.pooled_prompt,
-                                 (images, valid_px, decoded.boxes_cxcywh[layer]))
+        per_layer = [self._heads(layer, decoded.hidden[layer], decoded.boxes_cxcywh[layer], out.prompt,
+                                 out.pooled_prompt, prompt_mask, images, valid_px, denoising.attn_mask)
                      for layer in range(self.num_decoder_layers)]
         token_logits = torch.stack([p[0] for p in per_layer])
         pooled_logits = torch.stack([p[1] for p in per_layer])

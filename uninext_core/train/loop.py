@@ -255,7 +255,8 @@ def _optimizer_settings(recipe: Recipe) -> OptimizerSettings:
     return OptimizerSettings(base_lr=s.base_lr, weight_decay=s.weight_decay, backbone_multiplier=s.backbone_multiplier,
                              linear_proj_multiplier=s.linear_proj_multiplier, text_encoder_lr=s.text_encoder_lr,
                              fusion_lr=s.fusion_lr or None, colour_skip_multiplier=s.colour_skip_multiplier,
-                             query_colour_multiplier=s.query_colour_multiplier)
+                             query_colour_multiplier=s.query_colour_multiplier,
+                             query_relation_multiplier=s.query_relation_multiplier)
 
 
 def _logged_seconds(metrics: Path, up_to: int, log_period: int) -> float:

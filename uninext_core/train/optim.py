@@ -4,8 +4,8 @@ Per parameter (official `build_optimizer` in `projects/UNINEXT/train_net.py`, ru
     lr = BASE_LR; "backbone" in the name (main and template backbones) -> lr × BACKBONE_MULTIPLIER (0.1);
     "text_encoder" -> LANG_LR (1e-5); the Bi-XAtt fusion block (official `vl_layers`, here `transformer.fusion`)
     -> VL_LR; "sampling_offsets" or "reference_points" -> lr × LINEAR_PROJ_MULTIPLIER (0.1); the `tiny`-only colour
-    skip and query colour (no official counterpart) -> lr × colour_skip_multiplier / query_colour_multiplier (1.0
-    unless a recipe asks).
+    skip, query colour and query relation (no official counterpart) -> lr × colour_skip_multiplier /
+    query_colour_multiplier / query_relation_multiplier (1.0 unless a recipe asks).
 Weight decay 0.05 on every parameter; frozen parameters (requires_grad False) are left out. Schedule: detectron2's
 `WarmupMultiStepLR` — a linear warm-up from `warmup_factor` to 1 over `warmup_iters`, then × gamma at each step
 in `steps` (official: factor 1.0, i.e. no real warm-up).
@@ -23,6 +23,7 @@ from torch import nn
 FUSION_PREFIX = "transformer.fusion."
 COLOUR_SKIP_PREFIX = "colour_skip."
 QUERY_COLOUR_PREFIX = "query_colour."
+QUERY_RELATION_PREFIX = "query_relation."
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class OptimizerSettings:
             is added to trained weights (measured: |w| <= 0.007 after 400 steps of `tiny_stage3_colourskip`).
         query_colour_multiplier: LR multiplier of the query colour MLP (`tiny` only; zero-initialised output, the
             same reason).
+        query_relation_multiplier: LR multiplier of the query relation (`tiny` only; zero-initialised output).
         betas: AdamW betas.
     """
 
@@ -52,11 +54,12 @@ class OptimizerSettings:
     fusion_lr: float | None = None
     colour_skip_multiplier: float = 1.0
     query_colour_multiplier: float = 1.0
+    query_relation_multiplier: float = 1.0
     betas: tuple[float, float] = (0.9, 0.999)
 
     def __post_init__(self) -> None:
         for name in ("base_lr", "backbone_multiplier", "linear_proj_multiplier", "text_encoder_lr",
-                     "colour_skip_multiplier", "query_colour_multiplier"):
+                     "colour_skip_multiplier", "query_colour_multiplier", "query_relation_multiplier"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.weight_decay < 0:
@@ -78,6 +81,8 @@ def parameter_lr(name: str, settings: OptimizerSettings) -> float:
         lr *= settings.colour_skip_multiplier
     if name.startswith(QUERY_COLOUR_PREFIX):
         lr *= settings.query_colour_multiplier
+    if name.startswith(QUERY_RELATION_PREFIX):
+        lr *= settings.query_relation_multiplier
     return lr
 
 

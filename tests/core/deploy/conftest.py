@@ -27,12 +27,13 @@ class TinyExport(NamedTuple):
 
 
 def tiny_fp16_safe() -> UninextConfig:
-    """tiny with every optional part on (the text adapter and colour skip the preset leaves off as well), so the
-    export and parity tests cover each."""
+    """tiny with every optional part on (the text adapter, colour skip and query relation the preset leaves off as
+    well), so the export and parity tests cover each."""
     cfg = tiny()
     return cfg.replace(fusion=dataclasses.replace(cfg.fusion, fp16_safe_mask=True),
                        text=dataclasses.replace(cfg.text, adapter_layers=2),
-                       backbone=dataclasses.replace(cfg.backbone, colour_skip=True))
+                       backbone=dataclasses.replace(cfg.backbone, colour_skip=True),
+                       heads=dataclasses.replace(cfg.heads, query_relation_layers=1))
 
 
 @pytest.fixture(scope="session")
@@ -43,9 +44,9 @@ def tiny_export(tmp_path_factory) -> TinyExport:
         torch.manual_seed(0)
         cfg = tiny_fp16_safe()
         model = build_model(cfg).eval()
-        with torch.no_grad():  # an untrained text adapter, colour skip or query colour adds nothing; parity must see
-            for parameter in [*model.text_adapter.parameters(), *model.colour_skip.parameters(),  # them work
-                              *model.query_colour.parameters()]:
+        with torch.no_grad():  # an untrained text adapter, colour skip, query colour or relation adds nothing;
+            for parameter in [*model.text_adapter.parameters(), *model.colour_skip.parameters(),  # parity must see
+                              *model.query_colour.parameters(), *model.query_relation.parameters()]:  # them work
                 parameter.add_(0.05 * torch.randn(parameter.shape))
         directory = tmp_path_factory.mktemp("tiny_export")
         with warnings.catch_warnings():
