@@ -117,10 +117,15 @@ class TrainingStep(nn.Module):
         self.denoising = denoising
 
     def train(self, mode: bool = True) -> TrainingStep:
-        """Train mode, except a frozen text encoder, which stays in eval mode (no dropout)."""
+        """Train mode, except a frozen text encoder, which stays in eval mode (no dropout), and BatchNorms whose
+        parameters do not train (a recipe's `trainable`), which keep their running statistics."""
         super().train(mode)
         if getattr(self.model.text_encoder, "frozen", False):
             self.model.text_encoder.eval()
+        for module in self.model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.weight is not None and (
+                    not module.weight.requires_grad):
+                module.eval()
         return self
 
     def forward(self, batch: TrainBatch) -> CriterionOutput:
@@ -234,6 +239,26 @@ def model_config(recipe: Recipe) -> UninextConfig:
     return cfg
 
 
+def freeze_all_but(model: nn.Module, prefixes: tuple[str, ...]) -> int:
+    """Freeze every parameter whose name starts with none of `prefixes` (nothing when `prefixes` is empty).
+
+    Returns:
+        The number of parameters (elements) left to train.
+
+    Raises:
+        ValueError: a prefix that names no parameter (a typo would otherwise freeze what it meant to train).
+    """
+    names = [name for name, _ in model.named_parameters()]
+    unknown = [prefix for prefix in prefixes if not any(name.startswith(prefix) for name in names)]
+    if unknown:
+        raise ValueError(f"trainable prefixes {unknown} match no parameter of the model")
+    if prefixes:
+        for name, parameter in model.named_parameters():
+            if not name.startswith(tuple(prefixes)):
+                parameter.requires_grad_(False)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 def build_stream(recipe: Recipe, model: Uninext, cfg: UninextConfig, context: DistContext) -> BatchStream:
     """Open the recipe's datasets (ValueError for missing ones) and make this rank's batch stream."""
     tokenizer = model.text_encoder.tokenizer
@@ -292,6 +317,9 @@ def run_training(recipe: Recipe, *, resume: bool = False, max_steps: int | None 
     if start is None and recipe.init_checkpoint:
         ckpt.init_from_checkpoint(model, recipe.init_checkpoint, config=cfg,
                                   template_from_backbone=recipe.template_from_backbone)
+    if recipe.trainable:
+        logger.info("training only %s: %d parameters", ", ".join(recipe.trainable),
+                    freeze_all_but(model, recipe.trainable))
     criterion = SetCriterion(num_decoder_layers=cfg.transformer.num_decoder_layers,
                              mask_dynamic_channels=cfg.heads.mask_dynamic_channels,
                              mask_dynamic_layers=cfg.heads.mask_dynamic_layers,

@@ -167,6 +167,10 @@ class Recipe:
         log_period: write a metrics line every this many iterations.
         precise_bn_batches: at the end of the stage, recompute BatchNorm statistics over this many training batches
             before writing model_final (`precise_bn`; 0 = off, as for the official frozen-BN / LayerNorm backbones).
+        trainable: name prefixes of the only parameters that train (`query_relation.`, `class_embed.`); empty = all
+            (every official stage). The rest is frozen and its BatchNorms keep their statistics, so a step runs no
+            backward pass through the frozen trunk: on 2 CPU cores that is how heads added to trained weights get
+            many more steps in the same time. Not official.
         solver: SolverSpec.
         input: InputSpec.
         datasets: the stage's datasets.
@@ -189,6 +193,7 @@ class Recipe:
     checkpoint_minutes: float = 0.0
     log_period: int = 10
     precise_bn_batches: int = 0
+    trainable: tuple[str, ...] = ()
     solver: SolverSpec = field(default_factory=SolverSpec)
     input: InputSpec = field(default_factory=InputSpec)
 
@@ -210,6 +215,9 @@ class Recipe:
                              f"re-ID head); set video: true")
         if any(d.task in ("sot", "vos") for d in self.datasets) and self.input.clip_frames != 2:
             raise ValueError(f"recipe {self.name!r}: SOT / VOS datasets need input.clip_frames: 2")
+        if self.trainable and self.precise_bn_batches:
+            raise ValueError(f"recipe {self.name!r}: precise_bn_batches must be 0 with `trainable` (the frozen trunk "
+                             f"keeps its BatchNorm statistics)")
         if self.solver.max_iter < 1:
             raise ValueError(f"recipe {self.name!r}: solver.max_iter must be >= 1, got {self.solver.max_iter}")
 

@@ -125,6 +125,36 @@ def test_resumed_run_continues_exactly_where_it_stopped(tmp_path) -> None:
     assert trainer["criterion"]["boxinst.calls"].item() == 4 * 2  # one BoxInst call per decoder layer and step
 
 
+@pytest.mark.slow
+def test_a_recipe_with_trainable_prefixes_changes_only_those_parameters(tmp_path) -> None:
+    data = _images(tmp_path / "data", count=2, size=96, seed=1)
+    first = recipe_from_dict(_recipe(data, tmp_path / "start", size=96, batch_size=1, max_iter=1))
+    run_training(first, show_progress=False)
+    settings = {**_recipe(data, tmp_path / "heads", size=96, batch_size=1, max_iter=3),
+                "init_checkpoint": str(tmp_path / "start" / "model_final.safetensors"),
+                "trainable": ["class_embed.", "query_colour."]}
+    run_training(recipe_from_dict(settings), show_progress=False)
+    before = ckpt.read_tensors(tmp_path / "start" / "model_final.safetensors")
+    after = ckpt.read_tensors(tmp_path / "heads" / "model_final.safetensors")
+    changed = {k for k in after if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("class_embed.", "query_colour.")) for k in changed), sorted(changed)[:5]
+    # frozen BatchNorms keep their statistics (a train-mode BatchNorm would move running_mean every step)
+    assert not any(k.startswith("backbone.") and k.endswith("running_mean") for k in changed)
+
+
+def test_trainable_prefixes_are_checked():
+    from uninext_core.train.loop import freeze_all_but
+
+    model = build_model(tiny(video=False))
+    with pytest.raises(ValueError, match=r"trainable prefixes \['query_relaton\.'\] match no parameter"):
+        freeze_all_but(model, ("class_embed.", "query_relaton."))
+    left = freeze_all_but(model, ("query_colour.",))
+    assert left == sum(p.numel() for p in model.query_colour.parameters()) > 0
+    with pytest.raises(ValueError, match="precise_bn_batches must be 0 with `trainable`"):
+        recipe_from_dict({**_recipe(Path("unused"), Path("unused"), size=96, batch_size=1, max_iter=1, precise_bn=10),
+                          "trainable": ["class_embed."]})
+
+
 def _torchrun(recipe: dict, processes: int) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
