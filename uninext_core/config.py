@@ -212,7 +212,9 @@ def tiny(*, video: bool = True) -> UninextConfig:
     (uninext_core.model.query_colour), because the from-scratch backbone learns to drop colour. This is the model the
     package ships. Two other departures stay available but off, because runs with them did not move REC (MODEL.md):
     a text adapter on the frozen encoder's tokens (`text.adapter_layers`, uninext_core.model.text_adapter) and a
-    colour skip into the feature levels (`backbone.colour_skip`, uninext_core.model.colour_skip)."""
+    colour skip into the feature levels (`backbone.colour_skip`, uninext_core.model.colour_skip). A query relation
+    (`heads.query_relation_layers`, uninext_core.model.query_relation) is available too and off: it is being trained
+    (`training/recipes/tiny_stage3_relation*.yaml`) and has not yet moved REC enough to ship."""
     return UninextConfig(
         name="tiny",
         video=video,
