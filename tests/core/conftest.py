@@ -12,6 +12,7 @@ from uninext_core.checkpoint.safetensors_io import load_model, save_weights
 from uninext_core.config import UninextConfig
 from uninext_core.model.build import build_model
 from uninext_core.model.deform_attn import MSDeformAttn
+from uninext_core.model.prompt_features import PromptFeatures
 from uninext_core.model.uninext import Uninext
 
 
@@ -68,3 +69,34 @@ def _check_optional_part_files(directory: Path, cfg: UninextConfig, off_cfg: Uni
 def check_optional_part_files() -> Callable[..., None]:
     """See `_check_optional_part_files`."""
     return _check_optional_part_files
+
+
+def _check_retrieval_only_part(cfg: UninextConfig, off_cfg: UninextConfig, part: str, tensor: str,
+                               prompt_mask: torch.Tensor) -> None:
+    """A model with the optional retrieval-side module `part` untrained computes exactly what the model without it
+    (`off_cfg`) computes; with `part.tensor` randomised, the retrieval logits move and nothing else does."""
+    torch.manual_seed(0)
+    with_part = build_model(cfg).eval()
+    without = build_model(off_cfg).eval()
+    without.load_state_dict({k: v for k, v in with_part.state_dict().items() if not k.startswith(f"{part}.")})
+    images = torch.randn(1, 3, 128, 160)
+    pixel_mask = torch.ones(1, 128, 160, dtype=torch.bool)
+    pixel_mask[:, 100:] = False
+    prompt = PromptFeatures(torch.randn(1, prompt_mask.shape[-1], 384), prompt_mask)
+    with torch.no_grad():
+        expected = without(images, pixel_mask, prompt)
+        got = with_part(images, pixel_mask, prompt)
+        for name, a, b in zip(expected._fields, expected, got, strict=True):
+            assert torch.equal(a, b), name
+        with_part.get_parameter(f"{part}.{tensor}").normal_(0.0, 0.5)
+        moved = with_part(images, pixel_mask, prompt)
+    assert not torch.allclose(moved.pooled_logits, expected.pooled_logits)
+    assert not torch.allclose(moved.token_logits, expected.token_logits)
+    for name in ("boxes_cxcywh", "iou_logits", "mask_params", "embeddings"):
+        assert torch.equal(getattr(moved, name), getattr(expected, name)), name
+
+
+@pytest.fixture
+def check_retrieval_only_part() -> Callable[..., None]:
+    """See `_check_retrieval_only_part`."""
+    return _check_retrieval_only_part

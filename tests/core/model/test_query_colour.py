@@ -74,27 +74,11 @@ def test_official_presets_have_none_and_the_multiplier_scales_only_it():
         OptimizerSettings(query_colour_multiplier=-1.0)
 
 
-def test_model_with_an_untrained_term_equals_the_model_without_one_and_a_trained_one_changes_only_retrieval():
-    torch.manual_seed(0)
+def test_model_with_an_untrained_term_equals_the_model_without_one_and_a_trained_one_changes_only_retrieval(
+        check_retrieval_only_part):
     cfg = tiny_with_query_colour()
-    with_term = build_model(cfg).eval()
-    without = build_model(cfg.replace(heads=dataclasses.replace(cfg.heads, query_colour_grid=0))).eval()
-    without.load_state_dict({k: v for k, v in with_term.state_dict().items() if not k.startswith("query_colour.")})
-    images = torch.randn(1, 3, 128, 160)
-    pixel_mask = torch.ones(1, 128, 160, dtype=torch.bool)
-    pixel_mask[:, 100:] = False
-    prompt = PromptFeatures(torch.randn(1, 8, 384), torch.ones(1, 8, dtype=torch.bool))
-    with torch.no_grad():
-        expected = without(images, pixel_mask, prompt)
-        got = with_term(images, pixel_mask, prompt)
-        for name, a, b in zip(expected._fields, expected, got, strict=True):
-            assert torch.equal(a, b), name
-        with_term.query_colour.mlp[2].weight.normal_(0.0, 0.5)
-        moved = with_term(images, pixel_mask, prompt)
-    assert not torch.allclose(moved.pooled_logits, expected.pooled_logits)
-    assert not torch.allclose(moved.token_logits, expected.token_logits)
-    for name in ("boxes_cxcywh", "iou_logits", "mask_params", "embeddings"):
-        assert torch.equal(getattr(moved, name), getattr(expected, name)), name
+    check_retrieval_only_part(cfg, cfg.replace(heads=dataclasses.replace(cfg.heads, query_colour_grid=0)),
+                              "query_colour", "mlp.2.weight", torch.ones(1, 8, dtype=torch.bool))
 
 
 def test_training_outputs_carry_the_term_on_every_layer_and_denoising_query():

@@ -143,27 +143,11 @@ def test_official_presets_have_none_and_the_multiplier_scales_only_it():
         OptimizerSettings(query_relation_multiplier=-1.0)
 
 
-def test_model_with_an_untrained_term_equals_the_model_without_one_and_a_trained_one_changes_only_retrieval():
-    torch.manual_seed(0)
+def test_model_with_an_untrained_term_equals_the_model_without_one_and_a_trained_one_changes_only_retrieval(
+        check_retrieval_only_part):
     cfg = tiny_with_query_relation()
-    with_term = build_model(cfg).eval()
-    without = build_model(cfg.replace(heads=dataclasses.replace(cfg.heads, query_relation_layers=0))).eval()
-    without.load_state_dict({k: v for k, v in with_term.state_dict().items() if not k.startswith("query_relation.")})
-    images = torch.randn(1, 3, 128, 160)
-    pixel_mask = torch.ones(1, 128, 160, dtype=torch.bool)
-    pixel_mask[:, 100:] = False
-    prompt = PromptFeatures(torch.randn(1, 8, 384), torch.tensor([[True] * 6 + [False] * 2]))
-    with torch.no_grad():
-        expected = without(images, pixel_mask, prompt)
-        got = with_term(images, pixel_mask, prompt)
-        for name, a, b in zip(expected._fields, expected, got, strict=True):
-            assert torch.equal(a, b), name
-        with_term.query_relation.out_proj.weight.normal_(0.0, 0.5)
-        moved = with_term(images, pixel_mask, prompt)
-    assert not torch.allclose(moved.pooled_logits, expected.pooled_logits)
-    assert not torch.allclose(moved.token_logits, expected.token_logits)
-    for name in ("boxes_cxcywh", "iou_logits", "mask_params", "embeddings"):
-        assert torch.equal(getattr(moved, name), getattr(expected, name)), name
+    check_retrieval_only_part(cfg, cfg.replace(heads=dataclasses.replace(cfg.heads, query_relation_layers=0)),
+                              "query_relation", "out_proj.weight", torch.tensor([[True] * 6 + [False] * 2]))
 
 
 def test_training_matching_queries_do_not_see_the_denoising_queries():
