@@ -24,7 +24,7 @@ def test_every_shipped_recipe_parses() -> None:
     assert names == sorted([*official, "tiny_stage3_continued", "tiny_stage3_rec", "tiny_stage3_colour",
                             "tiny_stage3_colourskip", "tiny_stage3_colourskip_shipped", "tiny_stage3_refonly_probe",
                             "tiny_stage3_querycolour", "tiny_stage3_querycolour_more", "tiny_stage3_relation",
-                            "tiny_stage3_relation_heads"])
+                            "tiny_stage3_relation_heads", "tiny_retrieval_fit", "tiny_retrieval_fit_val"])
     for path in RECIPES.glob("*.yaml"):
         recipe = load_recipe(path)
         assert recipe.name == path.stem

@@ -40,6 +40,29 @@ class RawOutputs(NamedTuple):
     mask_reference_px: torch.Tensor
 
 
+class RetrievalInputs(NamedTuple):
+    """What the last decoder layer's retrieval head reads, for fitting that head on a frozen network
+    (`uninext_core.train.retrieval_fit`): `Uninext.retrieval_logits` of these equals the forward's logits.
+
+    Attributes:
+        hidden: (B, Q, C) last decoder layer's query features.
+        boxes_cxcywh: (B, Q, 4) its boxes.
+        colour_samples: (B, Q, 3·G²) the query colour's input samples, or (B, Q, 0) without a query colour.
+        prompt: (B, T, C_l) fused prompt tokens.
+        pooled_prompt: (B, C_l) fused prompt pooled over its valid tokens.
+        prompt_mask: (B, T) bool, True on valid tokens.
+        iou_logits: (B, Q, 1) IoU-quality logits (the inference score multiplies by their sigmoid).
+    """
+
+    hidden: torch.Tensor
+    boxes_cxcywh: torch.Tensor
+    colour_samples: torch.Tensor
+    prompt: torch.Tensor
+    pooled_prompt: torch.Tensor
+    prompt_mask: torch.Tensor
+    iou_logits: torch.Tensor
+
+
 class HeadOutputs(NamedTuple):
     """Head outputs of every decoder layer for one set of queries.
 

@@ -71,7 +71,10 @@ class QueryColour(nn.Module):
                                 align_corners=False)  # (B, 3, Q, G²)
         return samples.permute(0, 2, 1, 3).reshape(B, Q, -1)
 
+    def embed(self, samples: torch.Tensor) -> torch.Tensor:
+        """(B, Q, 3·G²) samples from `sample` -> (B, Q, d_model) colour term (the trainable part)."""
+        return self.mlp(samples.to(self.mlp[0].weight.dtype))
+
     def forward(self, images: torch.Tensor, valid_px: torch.Tensor, boxes_cxcywh: torch.Tensor) -> torch.Tensor:
         """(B, Q, d_model) colour term of each query (see `sample` for the arguments)."""
-        samples = self.sample(images, valid_px, boxes_cxcywh.detach())
-        return self.mlp(samples.to(self.mlp[0].weight.dtype))
+        return self.embed(self.sample(images, valid_px, boxes_cxcywh.detach()))

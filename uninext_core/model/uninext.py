@@ -28,7 +28,14 @@ from torch import nn
 from uninext_core.model.denoising import DenoisingQueries, build_denoising_queries
 from uninext_core.model.mask_head import MaskHeadSmallConv
 from uninext_core.model.mlp import MLP
-from uninext_core.model.outputs import DenoisingOutputs, EncoderOutputs, HeadOutputs, RawOutputs, TrainOutputs
+from uninext_core.model.outputs import (
+    DenoisingOutputs,
+    EncoderOutputs,
+    HeadOutputs,
+    RawOutputs,
+    RetrievalInputs,
+    TrainOutputs,
+)
 from uninext_core.model.prompt_features import PromptFeatures
 from uninext_core.model.reid_head import ReidHead
 from uninext_core.model.retrieval import pool_prompt
@@ -54,6 +61,11 @@ def level_padding_masks(pixel_mask: torch.Tensor, sizes: Sequence[tuple[int, int
     for size in sizes[3:]:
         masks.append(F.interpolate(masks[0][None].float(), size=size).to(torch.bool)[0])
     return masks
+
+
+def _valid_pixels(pixel_mask: torch.Tensor) -> torch.Tensor:
+    """(B, 2) valid (un-padded) width and height in pixels of top-left-rectangle pixel masks."""
+    return torch.stack([pixel_mask[:, 0, :].sum(-1), pixel_mask[:, :, 0].sum(-1)], -1).to(torch.float32)
 
 
 class Uninext(nn.Module):
@@ -200,22 +212,37 @@ class Uninext(nn.Module):
             raise ValueError(f"prompt batch {hidden.shape[0]} does not match image batch {B} (or 1)")
         return PromptFeatures(hidden, mask.bool())
 
-    def _heads(self, layer: int, hidden: torch.Tensor, boxes: torch.Tensor, prompt: torch.Tensor,
-               pooled: torch.Tensor, prompt_mask: torch.Tensor, images: torch.Tensor, valid_px: torch.Tensor,
-               attn_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Token, pooled and IoU logits of one decoder layer (`boxes`: that layer's). The query colour and query
-        relation terms, when the model has them, are added to what the retrieval head sees, and only there;
-        `attn_mask` is the decoder's denoising mask (training)."""
+    def _colour_samples(self, images: torch.Tensor, valid_px: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """(B, Q, 3·G²) query-colour samples of the boxes, or (B, Q, 0) when the model has no query colour."""
+        if self.query_colour is None:
+            return boxes.new_zeros(*boxes.shape[:2], 0)
+        return self.query_colour.sample(images, valid_px, boxes.detach())
+
+    def retrieval_logits(self, layer: int, hidden: torch.Tensor, boxes: torch.Tensor, colour_samples: torch.Tensor,
+                         prompt: torch.Tensor, pooled: torch.Tensor, prompt_mask: torch.Tensor,
+                         attn_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token (B, Q, T) and pooled (B, Q, 1) logits of one decoder layer's retrieval head. The query colour and
+        query relation terms, when the model has them, are added to what the retrieval head sees, and only there;
+        `colour_samples` come from `_colour_samples`, `attn_mask` is the decoder's denoising mask (training)."""
         head = self.class_embed[layer]
         retrieval = hidden
         if self.query_colour is not None:
-            retrieval = retrieval + self.query_colour(images, valid_px, boxes).to(hidden.dtype)
+            retrieval = retrieval + self.query_colour.embed(colour_samples).to(hidden.dtype)
         if self.query_relation is not None:
             B = hidden.shape[0]
             relation = self.query_relation(retrieval, boxes, prompt.expand(B, -1, -1), prompt_mask.expand(B, -1),
                                            attn_mask)
             retrieval = retrieval + relation.to(hidden.dtype)
-        return head(retrieval, prompt), head(retrieval, pooled[:, None, :]), self.iou_head[layer](hidden)
+        return head(retrieval, prompt), head(retrieval, pooled[:, None, :])
+
+    def _heads(self, layer: int, hidden: torch.Tensor, boxes: torch.Tensor, prompt: torch.Tensor,
+               pooled: torch.Tensor, prompt_mask: torch.Tensor, images: torch.Tensor, valid_px: torch.Tensor,
+               attn_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Token, pooled and IoU logits of one decoder layer (`boxes`: that layer's)."""
+        colour = self._colour_samples(images, valid_px, boxes)
+        token, pooled_logits = self.retrieval_logits(layer, hidden, boxes, colour, prompt, pooled, prompt_mask,
+                                                     attn_mask)
+        return token, pooled_logits, self.iou_head[layer](hidden)
 
     def _mask_features(self, out: TransformerOutputs) -> torch.Tensor:
         B, _, C = out.memory.shape
@@ -229,6 +256,32 @@ class Uninext(nn.Module):
         if self.reid_head is None:
             return hidden.new_zeros(*hidden.shape[:2], 0)
         return self.reid_head(hidden, boxes, out.memory, out.spatial_shapes, out.valid_ratios, out.padding_mask)
+
+    def _transform(self, images: torch.Tensor, pixel_mask: torch.Tensor, prompt: PromptFeatures,
+                   denoising: DenoisingQueries | None) -> TransformerOutputs:
+        """Backbone, input projections (and colour skip), then the deformable transformer, on padded inputs."""
+        srcs = self.input_proj(self.backbone(images))
+        if self.colour_skip is not None:
+            srcs = self.colour_skip(images, srcs)
+        padding_masks = level_padding_masks(pixel_mask, [tuple(s.shape[-2:]) for s in srcs])
+        return self.transformer(srcs, padding_masks, prompt, score_head=self.class_embed[-1],
+                                box_heads=self.bbox_embed, denoising=denoising)
+
+    @torch.no_grad()
+    def retrieval_inputs(self, images: torch.Tensor, pixel_mask: torch.Tensor, prompt: PromptFeatures
+                         ) -> RetrievalInputs:
+        """The inputs of the last decoder layer's retrieval head (inference path, no denoising), so that head, the
+        query colour and the query relation can be fitted on a frozen network without running it again.
+        Arguments as `forward`."""
+        prompt = self._check_inputs(images, pixel_mask, prompt)
+        images, pixel_mask = self._pad_to_divisible(images, pixel_mask)
+        out = self._transform(images, pixel_mask, prompt, None)
+        hidden = out.decoder.hidden[-1]
+        boxes = out.decoder.boxes_cxcywh[-1]
+        return RetrievalInputs(hidden=hidden, boxes_cxcywh=boxes,
+                               colour_samples=self._colour_samples(images, _valid_pixels(pixel_mask), boxes),
+                               prompt=out.prompt, pooled_prompt=out.pooled_prompt, prompt_mask=prompt.mask,
+                               iou_logits=self.iou_head[self.num_decoder_layers - 1](hidden))
 
     def forward(
         self,
@@ -257,11 +310,6 @@ class Uninext(nn.Module):
         """
         prompt = self._check_inputs(images, pixel_mask, prompt)
         images, pixel_mask = self._pad_to_divisible(images, pixel_mask)
-        srcs = self.input_proj(self.backbone(images))
-        if self.colour_skip is not None:
-            srcs = self.colour_skip(images, srcs)
-        padding_masks = level_padding_masks(pixel_mask, [tuple(s.shape[-2:]) for s in srcs])
-
         denoising = None
         if targets is not None:
             if len(targets) != images.shape[0]:
@@ -271,11 +319,9 @@ class Uninext(nn.Module):
             denoising = build_denoising_queries(targets, label_content, dn_number=dn_number,
                                                 box_noise_scale=self.box_noise_scale,
                                                 num_queries=self.transformer.num_queries, generator=generator)
-
-        out = self.transformer(srcs, padding_masks, prompt, score_head=self.class_embed[-1],
-                               box_heads=self.bbox_embed, denoising=denoising)
+        out = self._transform(images, pixel_mask, prompt, denoising)
         decoded = out.decoder
-        valid_px = torch.stack([pixel_mask[:, 0, :].sum(-1), pixel_mask[:, :, 0].sum(-1)], -1).to(torch.float32)
+        valid_px = _valid_pixels(pixel_mask)
         mask_features = self._mask_features(out)
 
         if denoising is None:

@@ -43,9 +43,10 @@ from uninext_core.config import UninextConfig
 from uninext_core.data.prompt_sampling import caption_fits
 from uninext_core.data.sampler import MultiDatasetSampler
 from uninext_core.model.build import build_model
+from uninext_core.model.prompt_features import PromptFeatures
 from uninext_core.model.uninext import Uninext
 from uninext_core.train import checkpointing as ckpt
-from uninext_core.train.batching import PixelNormalisation, TrainBatch, collate
+from uninext_core.train.batching import PixelNormalisation, PromptBatch, TrainBatch, collate
 from uninext_core.train.criterion import CriterionOutput, ReferenceFrame, SetCriterion
 from uninext_core.train.curves import append_metrics, plot_loss_curves, read_metrics, truncate_metrics
 from uninext_core.train.frame_stores import open_store
@@ -101,6 +102,14 @@ def _count_reducer(context: DistContext):
     return reduce
 
 
+def encode_prompt(model: Uninext, prompt: PromptBatch) -> PromptFeatures:
+    """Prompt features of a collated batch: template crops through the template encoder, token ids through the text
+    encoder."""
+    if prompt.kind == "template":
+        return model.encode_template(prompt.template_crops, prompt.template_padding)
+    return model.encode_text(prompt.input_ids, prompt.attention_mask)
+
+
 class TrainingStep(nn.Module):
     """Prompt encoding, forward of the key (and reference) frames and the criterion: one DDP forward per step.
 
@@ -131,10 +140,7 @@ class TrainingStep(nn.Module):
     def forward(self, batch: TrainBatch) -> CriterionOutput:
         """Losses of one collated batch (already on the model's device)."""
         prompt = batch.prompt
-        if prompt.kind == "template":
-            features = self.model.encode_template(prompt.template_crops, prompt.template_padding)
-        else:
-            features = self.model.encode_text(prompt.input_ids, prompt.attention_mask)
+        features = encode_prompt(self.model, prompt)
         key = batch.frames[0]
         outputs = self.model(key.images, key.pixel_mask, features, targets=[t.boxes_cxcywh for t in key.targets],
                              use_denoising=self.denoising)
@@ -275,7 +281,8 @@ def build_stream(recipe: Recipe, model: Uninext, cfg: UninextConfig, context: Di
                        world_size=context.world_size)
 
 
-def _optimizer_settings(recipe: Recipe) -> OptimizerSettings:
+def optimizer_settings(recipe: Recipe) -> OptimizerSettings:
+    """AdamW settings of the recipe's solver (base LR and its per-part multipliers)."""
     s = recipe.solver
     return OptimizerSettings(base_lr=s.base_lr, weight_decay=s.weight_decay, backbone_multiplier=s.backbone_multiplier,
                              linear_proj_multiplier=s.linear_proj_multiplier, text_encoder_lr=s.text_encoder_lr,
@@ -325,7 +332,7 @@ def run_training(recipe: Recipe, *, resume: bool = False, max_steps: int | None 
                              mask_dynamic_layers=cfg.heads.mask_dynamic_layers,
                              mask_out_stride=cfg.heads.mask_out_stride, reduce_counts=_count_reducer(context))
     step_module = TrainingStep(model=model, criterion=criterion, denoising=recipe.denoising).to(context.device)
-    optimizer = build_optimizer(model, _optimizer_settings(recipe))
+    optimizer = build_optimizer(model, optimizer_settings(recipe))
     scheduler = build_scheduler(optimizer, steps=recipe.solver.lr_steps, gamma=recipe.solver.gamma,
                                 warmup_iters=recipe.solver.warmup_iters, warmup_factor=recipe.solver.warmup_factor)
     use_amp = recipe.solver.amp and context.device.type == "cuda"
