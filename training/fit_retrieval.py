@@ -42,6 +42,7 @@ from uninext_core.train.retrieval_fit import (
     CachedFrame,
     EpochReport,
     check_fittable,
+    expression_top1,
     fit_retrieval,
     frames_of_batch,
     load_frames,
@@ -67,10 +68,15 @@ def _chunk_path(folder: Path, index: int) -> Path:
     return folder / f"chunk_{index:05d}.pt"
 
 
-def cache(recipe: Recipe, *, batches: int, out: Path, chunk: int, show_progress: bool = True) -> int:
-    """Write the retrieval inputs of `batches` stream batches to `out` in chunks; returns the frames written now."""
+def cache(recipe: Recipe, *, batches: int, out: Path, chunk: int, shard: tuple[int, int] = (0, 1),
+          show_progress: bool = True) -> int:
+    """Write the retrieval inputs of `batches` stream batches to `out` in chunks; returns the frames written now.
+    `shard` (i, n): this process writes only the chunks whose index is i modulo n, so n single-threaded processes
+    can share the cores (on 2 cores, faster than one process with 2 threads on these small tensors)."""
     if batches <= 0 or chunk <= 0:
         raise ValueError(f"batches and chunk must be positive, got {batches} and {chunk}")
+    if not 0 <= shard[0] < shard[1]:
+        raise ValueError(f"shard must be i/n with 0 <= i < n, got {shard[0]}/{shard[1]}")
     model, cfg = _model(recipe)
     model.eval()
     stream = build_stream(recipe, model, cfg, init_distributed())
@@ -80,7 +86,7 @@ def cache(recipe: Recipe, *, batches: int, out: Path, chunk: int, show_progress:
     for index, start in enumerate(range(0, batches, chunk)):
         size = min(chunk, batches - start)
         path = _chunk_path(out, index)
-        if path.exists():
+        if path.exists() or index % shard[1] != shard[0]:
             stream.skip(size)
             bar.update(size)
             continue
@@ -106,8 +112,9 @@ def read_cache(folder: Path) -> list[CachedFrame]:
 
 
 def fit(recipe: Recipe, *, cache_dir: Path, val_dir: Path | None, epochs: int, batch_size: int,
-        lr_drop_epochs: list[int], out: Path) -> list[EpochReport]:
-    """Fit on a cache and write the weights (see module docstring)."""
+        lr_drop_epochs: list[int], out: Path) -> tuple[float | None, list[EpochReport]]:
+    """Fit on a cache and write the weights (see module docstring); returns the validation top-1 before fitting
+    and the epoch reports. `<out stem>_best` is written only for an epoch that beats the weights it started from."""
     model, cfg = _model(recipe)
     freeze_all_but(model, recipe.trainable)
     check_fittable(model)
@@ -116,7 +123,9 @@ def fit(recipe: Recipe, *, cache_dir: Path, val_dir: Path | None, epochs: int, b
     counts = {kind: sum(f.kind == kind for f in frames) for kind in ("category", "expression", "template")}
     logger.info("fitting %s on %d cached frames %s, %d validation frames", ", ".join(recipe.trainable),
                 len(frames), counts, len(val_frames))
-    best = {"top1": -1.0}
+    start = expression_top1(model.eval(), val_frames)
+    logger.info("validation expression top-1 before fitting: %s", "-" if start is None else f"{start:.3f}")
+    best = {"top1": -1.0 if start is None else start}
     best_path = out.with_name(f"{out.stem}_best{out.suffix}")
 
     def save(path: Path, epoch: int, report: EpochReport) -> None:
@@ -135,7 +144,7 @@ def fit(recipe: Recipe, *, cache_dir: Path, val_dir: Path | None, epochs: int, b
                             lr_drop_epochs=lr_drop_epochs, gamma=solver.gamma, clip_grad_norm=solver.clip_grad_norm,
                             seed=recipe.seed, val_frames=val_frames, on_epoch=on_epoch)
     save(out, epochs - 1, reports[-1])
-    return reports
+    return start, reports
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batches", type=int, required=True, help="stream batches to cache")
     c.add_argument("--out", type=Path, required=True, help="cache folder")
     c.add_argument("--chunk", type=int, default=100, help="batches per chunk file (the unit of resuming)")
+    c.add_argument("--shard", default="0/1", help="i/n: write only the chunks whose index is i modulo n")
     f = sub.add_parser("fit", help="fit the recipe's trainable retrieval parameters on a cache")
     f.add_argument("--recipe", type=Path, required=True)
     f.add_argument("--cache", type=Path, required=True, help="training cache folder")
@@ -171,13 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         recipe = load_recipe(args.recipe)
         if args.command == "cache":
+            index, _, count = args.shard.partition("/")
+            if not (index.isdigit() and count.isdigit()):
+                raise ValueError(f"--shard must be i/n (for example 0/2), got {args.shard!r}")
             written = cache(recipe, batches=args.batches, out=args.out, chunk=args.chunk,
-                            show_progress=not args.no_progress)
+                            shard=(int(index), int(count)), show_progress=not args.no_progress)
             print(json.dumps({"recipe": recipe.name, "cache": str(args.out), "frames_written": written}))
         else:
-            reports = fit(recipe, cache_dir=args.cache, val_dir=args.val_cache, epochs=args.epochs,
+            start, reports = fit(recipe, cache_dir=args.cache, val_dir=args.val_cache, epochs=args.epochs,
                           batch_size=args.batch_size, lr_drop_epochs=args.lr_drop, out=args.out)
-            print(json.dumps({"recipe": recipe.name, "out": str(args.out),
+            print(json.dumps({"recipe": recipe.name, "out": str(args.out), "val_top1_before": start,
                               "epochs": [r._asdict() for r in reports]}))
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -66,7 +66,9 @@ def test_cache_then_fit(tmp_path, ref_data, random_tiny_checkpoint, capsys):
                  "--batch-size", "4", "--out", str(out), "--no-progress"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert len(summary["epochs"]) == 2 and all(0.0 <= e["val_top1"] <= 1.0 for e in summary["epochs"])
-    assert out.with_name("fitted_best.safetensors").exists()
+    # the best epoch is kept only when it beats the weights the fit started from
+    improved = max(e["val_top1"] for e in summary["epochs"]) > summary["val_top1_before"]
+    assert out.with_name("fitted_best.safetensors").exists() == improved
     fitted = read_weights(out).state_dict
     init = read_weights(random_tiny_checkpoint).state_dict
     moved = {k for k, v in fitted.items() if k in init and not torch.equal(v, init[k])}
@@ -89,3 +91,19 @@ def test_bad_input_is_refused(tmp_path, ref_data, random_tiny_checkpoint, capsys
     assert main(["fit", "--recipe", str(fine), "--cache", str(tmp_path / "empty"), "--epochs", "1",
                  "--out", str(tmp_path / "w.safetensors")]) == 2
     assert "no cache chunks" in capsys.readouterr().err
+
+
+def test_shards_write_the_chunks_one_process_writes(tmp_path, ref_data, random_tiny_checkpoint, capsys):
+    torch.set_num_threads(1)
+    recipe = write_recipe(tmp_path / "fit.yaml", ref_data, random_tiny_checkpoint, trainable=["query_relation."])
+    whole, sharded = tmp_path / "whole", tmp_path / "sharded"
+    assert main(["cache", "--recipe", str(recipe), "--batches", "2", "--chunk", "1", "--out", str(whole),
+                 "--no-progress"]) == 0
+    assert main(["cache", "--recipe", str(recipe), "--batches", "2", "--chunk", "1", "--shard", "1/2",
+                 "--out", str(sharded), "--no-progress"]) == 0
+    assert [p.name for p in sharded.glob("chunk_*.pt")] == ["chunk_00001.pt"]
+    a, b = load_frames(whole / "chunk_00001.pt"), load_frames(sharded / "chunk_00001.pt")
+    assert len(a) == len(b) == 2
+    assert all(torch.equal(x.hidden, y.hidden) and torch.equal(x.prompt, y.prompt) for x, y in zip(a, b, strict=True))
+    assert main(["cache", "--recipe", str(recipe), "--batches", "2", "--shard", "2/2", "--out", str(sharded)]) == 2
+    assert "shard" in capsys.readouterr().err
