@@ -120,6 +120,7 @@ def diagnose(checkpoint: Path, data: Path, *, limit: int, probe_limit: int, thre
     misses: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     ranks: dict[int | str, list[bool]] = defaultdict(list)
     probe_rows: list[tuple[int, dict[str, np.ndarray], dict]] = []
+    per_expression: list[dict] = []
     images: dict[str, int] = {}
     for index, unit in enumerate(units):
         recorder.records.clear()
@@ -131,13 +132,17 @@ def diagnose(checkpoint: Path, data: Path, *, limit: int, probe_limit: int, thre
         chosen = output.instances.boxes_xyxy[:1].astype(np.float64)
         found = bool(len(chosen)) and bool(box_iou_xyxy(chosen, target[None])[0, 0] >= 0.5)
         hits[wording_kind(expression)].append(found)
+        per_expression.append({"image": image_name, "expression": expression, "wording": wording_kind(expression),
+                               "hit": found})
         if not found:
             chosen_object = None
             if len(chosen):
                 overlap = box_iou_xyxy(chosen, truth.boxes_xyxy_px.astype(np.float64))[0]
                 if overlap.size and overlap.max() >= 0.5:
                     chosen_object = attributes.get(int(truth.ids[int(overlap.argmax())]), {})
-            misses[wording_kind(expression)][miss_kind(attributes.get(int(referent), {}), chosen_object)] += 1
+            missed = miss_kind(attributes.get(int(referent), {}), chosen_object)
+            misses[wording_kind(expression)][missed] += 1
+            per_expression[-1]["miss"] = missed
         scores, cxcywh = recorder.records[-1]
         boxes = normalized_boxes_to_frame(cxcywh, truth.image_size).numpy().astype(np.float64)
         overlaps = box_iou_xyxy(boxes[np.argsort(-scores.numpy(), kind="stable")], target[None])[:, 0] >= 0.5
@@ -162,6 +167,7 @@ def diagnose(checkpoint: Path, data: Path, *, limit: int, probe_limit: int, thre
         "referent_in_top_k": {str(k): float(np.mean(v)) for k, v in ranks.items()},
         "misses_by_wording": {k: dict(sorted(v.items())) for k, v in sorted(misses.items())},
         "probes": {},
+        "per_expression": per_expression,
     }
     if probe_rows:
         split_image = len(images) // 2

@@ -142,6 +142,9 @@ class HeadsConfig:
     # a relation term to their retrieval features (uninext_core.model.query_relation), so a 2-layer decoder can
     # compare objects ("the second circle from the left"). 0 = off (official).
     query_relation_layers: int = 0
+    # With the query relation: its self-attention sees one query per object, the queries no higher-scored query
+    # overlaps above this IoU (uninext_core.model.query_relation.representatives). 0 = every query.
+    query_relation_dedup_iou: float = 0.0
 
 
 @dataclass(frozen=True)

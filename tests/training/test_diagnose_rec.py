@@ -79,6 +79,9 @@ def test_report_of_a_session_run(ref_data, probed_checkpoint, tmp_path, capsys) 
     assert top["1"] == pytest.approx(report["accuracy"])
     missed = sum(sum(counts.values()) for counts in report["misses_by_wording"].values())
     assert missed == round(8 * (1 - report["accuracy"]))
+    rows = report["per_expression"]
+    assert len(rows) == 8 and sum(not r["hit"] for r in rows) == missed
+    assert all(("miss" in r) == (not r["hit"]) and r["wording"] == wording_kind(r["expression"]) for r in rows)
     assert report.get("probe_objects", 0) > 0, "no query box overlaps an object: choose another probed_checkpoint seed"
     levels = report["level_probes"]
     assert list(levels) == ["input pixel", "backbone stride 8", "encoder memory stride 8", "retrieval input"]

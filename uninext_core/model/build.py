@@ -84,7 +84,8 @@ def build_model(preset_or_config: str | UninextConfig, *, allow_random_text_init
     query_relation = None
     if h.query_relation_layers:
         query_relation = QueryRelation(d_model=d_model, text_dim=text_dim, num_layers=h.query_relation_layers,
-                                       num_heads=t.num_heads, dim_feedforward=2 * d_model)
+                                       num_heads=t.num_heads, dim_feedforward=2 * d_model,
+                                       dedup_iou=h.query_relation_dedup_iou)
 
     vl_align = VLAlign(d_model=d_model, text_dim=text_dim, prior_prob=h.prior_prob)
     class_embed = nn.ModuleList([*_clones(vl_align, t.num_decoder_layers),

@@ -230,8 +230,10 @@ class Uninext(nn.Module):
             retrieval = retrieval + self.query_colour.embed(colour_samples).to(hidden.dtype)
         if self.query_relation is not None:
             B = hidden.shape[0]
+            # the prompt score without the relation term picks each object's representative query (dedup_iou > 0)
+            scores = head(retrieval, pooled[:, None, :])[..., 0] if self.query_relation.dedup_iou > 0 else None
             relation = self.query_relation(retrieval, boxes, prompt.expand(B, -1, -1), prompt_mask.expand(B, -1),
-                                           attn_mask)
+                                           attn_mask, scores)
             retrieval = retrieval + relation.to(hidden.dtype)
         return head(retrieval, prompt), head(retrieval, pooled[:, None, :])
 

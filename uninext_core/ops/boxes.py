@@ -42,6 +42,24 @@ def box_iou(boxes1_xyxy: torch.Tensor, boxes2_xyxy: torch.Tensor) -> torch.Tenso
     return _tv_box_iou(boxes1_xyxy, boxes2_xyxy)
 
 
+def self_box_iou(boxes_xyxy: torch.Tensor) -> torch.Tensor:
+    """IoU of every pair within each set, plain arithmetic (traces into ONNX with its batch dimensions).
+
+    Args:
+        boxes_xyxy: (..., N, 4) boxes, x1 <= x2 and y1 <= y2.
+
+    Returns:
+        (..., N, N) IoU in [0, 1] (0 between two empty boxes).
+    """
+    a, b = boxes_xyxy[..., :, None, :], boxes_xyxy[..., None, :, :]
+    width = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
+    height = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp(min=0)
+    inter = width * height
+    area = (boxes_xyxy[..., 2] - boxes_xyxy[..., 0]) * (boxes_xyxy[..., 3] - boxes_xyxy[..., 1])
+    union = area[..., :, None] + area[..., None, :] - inter
+    return inter / union.clamp(min=1e-12)
+
+
 def generalized_box_iou(boxes1_xyxy: torch.Tensor, boxes2_xyxy: torch.Tensor) -> torch.Tensor:
     """Pairwise generalised IoU (Rezatofighi et al. 2019).
 

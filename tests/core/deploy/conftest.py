@@ -33,7 +33,7 @@ def tiny_fp16_safe() -> UninextConfig:
     return cfg.replace(fusion=dataclasses.replace(cfg.fusion, fp16_safe_mask=True),
                        text=dataclasses.replace(cfg.text, adapter_layers=2),
                        backbone=dataclasses.replace(cfg.backbone, colour_skip=True),
-                       heads=dataclasses.replace(cfg.heads, query_relation_layers=1))
+                       heads=dataclasses.replace(cfg.heads, query_relation_layers=1, query_relation_dedup_iou=0.7))
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from torch import nn
 from uninext_core.config import r50, tiny
 from uninext_core.model.build import build_model
 from uninext_core.model.prompt_features import PromptFeatures
-from uninext_core.model.query_relation import QueryRelation
+from uninext_core.model.query_relation import QueryRelation, representatives
 from uninext_core.train.optim import OptimizerSettings, parameter_lr
 
 
@@ -124,6 +124,44 @@ def test_it_learns_to_pick_the_second_from_the_left_which_a_per_query_head_canno
         per_query_accuracy = (logits_per_query(test_boxes).argmax(-1) == test_target).float().mean().item()
     assert relation_accuracy >= 0.9, relation_accuracy
     assert per_query_accuracy <= 0.6, per_query_accuracy
+
+
+def test_representatives_keep_the_best_scored_query_of_each_object():
+    boxes = torch.tensor([[[0.3, 0.3, 0.2, 0.2], [0.31, 0.3, 0.2, 0.2], [0.3, 0.31, 0.2, 0.2], [0.7, 0.7, 0.2, 0.2],
+                           [0.36, 0.3, 0.2, 0.2]]])
+    scores = torch.tensor([[0.5, 0.9, 0.9, -3.0, 2.0]])
+    # query 4 leads the cluster (IoU with 0-2 above 0.5); 0-2 are its copies; 3 is alone
+    assert representatives(boxes, scores, 0.5).tolist() == [[False, False, False, True, True]]
+    # at a stricter threshold query 4 (IoU 0.56-0.64 with the others) no longer covers 0-2: of those, the tie 1 = 2
+    # goes to the lower index, and 0 is 1's copy
+    assert representatives(boxes, scores, 0.7).tolist() == [[False, True, False, True, True]]
+
+
+def test_with_dedup_no_query_sees_a_copy_and_scores_are_required():
+    torch.manual_seed(0)
+    module = QueryRelation(d_model=16, text_dim=12, num_layers=2, num_heads=4, dim_feedforward=32,
+                           dedup_iou=0.5).eval()
+    with torch.no_grad():
+        module.out_proj.weight.normal_()
+        module.representative_embed.normal_()
+    queries, boxes, prompt, mask = inputs()
+    boxes[:, 1] = boxes[:, 0] + 0.01  # query 1 copies query 0 ...
+    scores = torch.zeros(2, 5)
+    scores[:, 0] = 1.0  # ... which scores higher
+    with torch.no_grad():
+        base = module(queries, boxes, prompt, mask, scores=scores)
+        changed = queries.clone()
+        changed[:, 1] += torch.randn(16)  # not a constant: the layer norms would remove it
+        moved = module(changed, boxes, prompt, mask, scores=scores)
+        assert torch.equal(moved[:, [0, 2, 3, 4]], base[:, [0, 2, 3, 4]])
+        assert not torch.allclose(moved[:, 1], base[:, 1])
+        changed = queries.clone()
+        changed[:, 2] += torch.randn(16)  # a representative: the others see it
+        assert not torch.allclose(module(changed, boxes, prompt, mask, scores=scores)[:, 0], base[:, 0])
+    with pytest.raises(ValueError, match="needs the queries' scores"):
+        module(queries, boxes, prompt, mask)
+    with pytest.raises(ValueError, match="dedup_iou"):
+        QueryRelation(d_model=16, text_dim=12, dedup_iou=1.0)
 
 
 def test_bad_arguments_are_refused():
