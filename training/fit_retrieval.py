@@ -2,11 +2,11 @@
 
     python -m training.fit_retrieval cache --recipe training/recipes/tiny_retrieval_fit.yaml --batches 2000 \\
         --out runs/retrieval_fit/train_cache
-    python -m training.fit_retrieval cache --recipe training/recipes/tiny_retrieval_fit_val.yaml --batches 100 \\
-        --out runs/retrieval_fit/val_cache
+    python -m training.fit_retrieval cache --recipe training/recipes/tiny_retrieval_fit_val.yaml --batches 300 \\
+        --chunk 50 --out runs/retrieval_fit/val_cache
     python -m training.fit_retrieval fit --recipe training/recipes/tiny_retrieval_fit.yaml \\
-        --cache runs/retrieval_fit/train_cache --val-cache runs/retrieval_fit/val_cache --epochs 30 \\
-        --out runs/retrieval_fit/model_final.safetensors
+        --cache runs/retrieval_fit/train_cache --val-cache runs/retrieval_fit/val_cache --epochs 8 \\
+        --lr-drop 6 --out runs/retrieval_fit/model_final.safetensors
 
 `cache` runs the recipe's batch stream (its datasets, ratios, augmentation and seed) through the frozen network
 built from the recipe's `init_checkpoint`, and writes the retrieval inputs of every key frame in chunks of

@@ -212,12 +212,13 @@ def tiny(*, video: bool = True) -> UninextConfig:
     LR 1e-5 in stages 1-2) so the shipped weights can leave the packaged MiniLM out; prompts are 64 tokens (official
     256): enough for ~25 class names or one expression, and the fusion and retrieval costs scale with it; and
     `heads.query_colour_grid` adds each query's box colour to its retrieval-head input
-    (uninext_core.model.query_colour), because the from-scratch backbone learns to drop colour. This is the model the
-    package ships. Two other departures stay available but off, because runs with them did not move REC (MODEL.md):
-    a text adapter on the frozen encoder's tokens (`text.adapter_layers`, uninext_core.model.text_adapter) and a
-    colour skip into the feature levels (`backbone.colour_skip`, uninext_core.model.colour_skip). A query relation
-    (`heads.query_relation_layers`, uninext_core.model.query_relation) is available too and off: it is being trained
-    (`training/recipes/tiny_stage3_relation*.yaml`) and has not yet moved REC enough to ship."""
+    (uninext_core.model.query_colour), because the from-scratch backbone learns to drop colour; and
+    `heads.query_relation_layers` adds a 2-layer prompt-conditioned transformer over the queries to that input
+    (uninext_core.model.query_relation), because a 2-layer decoder compares objects poorly. This is the model the
+    package ships. Other departures stay available but off, because runs with them did not move REC (MODEL.md): a
+    text adapter on the frozen encoder's tokens (`text.adapter_layers`, uninext_core.model.text_adapter), a colour
+    skip into the feature levels (`backbone.colour_skip`, uninext_core.model.colour_skip) and the query relation's
+    one-query-per-object attention (`heads.query_relation_dedup_iou`)."""
     return UninextConfig(
         name="tiny",
         video=video,
@@ -230,7 +231,7 @@ def tiny(*, video: bool = True) -> UninextConfig:
         transformer=TransformerConfig(d_model=128, num_heads=4, num_encoder_layers=2, num_decoder_layers=2,
                                       dim_feedforward=512, dropout=0.0, num_levels=4, encoder_points=4,
                                       decoder_points=4, num_queries=100, dn_number=30),
-        heads=HeadsConfig(reid=video, reid_dim=128, mask_mid_dim=32, query_colour_grid=4),
+        heads=HeadsConfig(reid=video, reid_dim=128, mask_mid_dim=32, query_colour_grid=4, query_relation_layers=2),
         input=InputConfig(test_short_side=320, test_max_size=384),
     )
 

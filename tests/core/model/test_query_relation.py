@@ -171,8 +171,9 @@ def test_bad_arguments_are_refused():
         QueryRelation(d_model=18, text_dim=12, num_heads=4)
 
 
-def test_official_presets_have_none_and_the_multiplier_scales_only_it():
-    assert tiny().heads.query_relation_layers == 0 and r50().heads.query_relation_layers == 0
+def test_only_the_tiny_preset_has_one_and_the_multiplier_scales_only_it():
+    assert tiny().heads.query_relation_layers == 2 and r50().heads.query_relation_layers == 0
+    assert tiny().heads.query_relation_dedup_iou == 0.0
     assert build_model(r50(video=False), allow_random_text_init=True).query_relation is None
     settings = OptimizerSettings(base_lr=1e-4, query_relation_multiplier=5.0)
     assert parameter_lr("query_relation.layers.0.self_attn.in_proj_weight", settings) == pytest.approx(5e-4)

@@ -1,5 +1,6 @@
-"""Fitting the retrieval side on cached inputs: the cache reproduces the forward's logits and the criterion's final-layer
-loss_ce, round-trips through its file, the fit trains only the retrieval side and learns a rule from cached frames."""
+"""Fitting the retrieval side on cached inputs: the cache reproduces the forward's logits and the criterion's
+final-layer loss_ce, round-trips through its file, the fit trains only the retrieval side and learns a rule from cached
+frames."""
 
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ def test_cache_file_round_trip_and_other_files_are_refused(tmp_path, unblock_zer
 def test_only_the_last_layer_retrieval_side_may_be_fitted(unblock_zero_inits):
     model = retrieval_model(unblock_zero_inits)
     freeze_all_but(model, ("query_relation.", "class_embed.0."))
-    with pytest.raises(ValueError, match="class_embed.0"):
+    with pytest.raises(ValueError, match=r"class_embed\.0"):
         check_fittable(model)
     freeze_all_but(model, ("query_relation.",))
     check_fittable(model)
