@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from uninext_core.checkpoint.safetensors_io import read_weights
+from uninext_core.checkpoint.safetensors_io import load_model, read_config
 from uninext_core.config import PRESETS, UninextConfig, load_config
 from uninext_core.deploy.engine_cache import PRECISIONS
 from uninext_core.deploy.export_manifest import PART_NAMES
@@ -43,19 +43,19 @@ def load_network(config: str | None, weights: str | None, *, allow_random_text_i
                  fp16_safe_mask: bool) -> tuple[UninextConfig, Uninext]:
     """The config and network to export: from a weights file (uninext-convert / trainer output, which stores its
     config; `config`, when given, must name the same preset) or a preset / YAML with random weights."""
-    if weights is not None:
-        stored = read_weights(weights, preset=config if config in PRESETS else None)
-        cfg = stored.config
-    else:
+    if weights is None:
         cfg = load_config(config or "tiny")
-    if fp16_safe_mask:
-        cfg = cfg.replace(fusion=dataclasses.replace(cfg.fusion, fp16_safe_mask=True))
-    model = build_model(cfg, allow_random_text_init=allow_random_text_init or weights is not None)
-    if weights is not None:
-        try:
-            model.load_state_dict(stored.state_dict, strict=True)
-        except RuntimeError as error:
-            raise ValueError(f"{weights}: the weights do not fit preset {cfg.name!r}: {error}") from error
+        if fp16_safe_mask:
+            cfg = cfg.replace(fusion=dataclasses.replace(cfg.fusion, fp16_safe_mask=True))
+        return cfg, build_model(cfg, allow_random_text_init=allow_random_text_init).eval()
+    # `load_model` also refills a frozen text encoder a file leaves out (the shipped `tiny` weights)
+    loaded = load_model(weights, preset=config if config in PRESETS else None)
+    cfg = read_config(weights)
+    if not fp16_safe_mask:
+        return cfg, loaded
+    cfg = cfg.replace(fusion=dataclasses.replace(cfg.fusion, fp16_safe_mask=True))  # a masking rule, no weights
+    model = build_model(cfg, allow_random_text_init=True)
+    model.load_state_dict(loaded.state_dict(), strict=True)
     return cfg, model.eval()
 
 

@@ -51,7 +51,10 @@ class QueryRelationLayer(nn.Module):
         h = self.norm_cross(x)
         x = x + self.cross_attn(h, prompt, prompt, key_padding_mask=prompt_padding, need_weights=False)[0]
         h = self.norm_self(x)
-        x = x + self.self_attn(h, h, h, attn_mask=attn_mask, need_weights=False)[0]
+        # the value as a distinct tensor object (same values) keeps nn.MultiheadAttention off its fused inference
+        # kernel, which needs query, key and value to be one tensor and which ONNX cannot export
+        # (aten::_native_multi_head_attention)
+        x = x + self.self_attn(h, h, h.view_as(h), attn_mask=attn_mask, need_weights=False)[0]
         return x + self.ffn(self.norm_ffn(x))
 
 

@@ -57,6 +57,19 @@ def test_weights_come_from_a_safetensors_file_with_its_config(tmp_path):
         load_network("r50", str(path), allow_random_text_init=False, fp16_safe_mask=True)
 
 
+def test_weights_without_the_packaged_text_encoder_get_it_from_its_package(tmp_path):
+    """The shipped `tiny` file leaves the frozen MiniLM out; exporting it must refill it, as `load_model` does."""
+    torch.manual_seed(2)
+    model = build_model(tiny(video=False))
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("text_encoder.")}
+    path = save_weights(tmp_path / "shipped_like.safetensors", state, config=tiny(video=False))
+    for fp16_safe_mask in (False, True):
+        cfg, loaded = load_network(None, str(path), allow_random_text_init=False, fp16_safe_mask=fp16_safe_mask)
+        assert cfg.fusion.fp16_safe_mask is fp16_safe_mask
+        for key, value in model.state_dict().items():
+            assert torch.equal(loaded.state_dict()[key], value), key
+
+
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt is installed here")
 def test_build_engine_cli_without_tensorrt_names_the_requirements(tmp_path, capsys):
     assert build_engine_main(["--export-dir", str(tmp_path)]) == 2
