@@ -16,6 +16,15 @@ from uninext_core.model.prompt_features import PromptFeatures
 from uninext_core.model.uninext import Uninext
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (tiny models run faster so on 2 shared cores), restored afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _unblock_zero_inits(model: Uninext) -> Uninext:
     """Give small values to the official zero inits that block some gradients at step 0: the box MLPs' last layers
     (-> their hidden layers), the MSDA query projections (-> everything that only feeds queries, e.g.

@@ -26,6 +26,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from uninext_core.model.prompt_features import PromptFeatures
 from uninext_core.model.uninext import Uninext
 from uninext_core.ops.boxes import box_cxcywh_to_xyxy, box_iou
 from uninext_core.tasks.scoring import pooled_scores
@@ -99,7 +100,7 @@ class EpochReport(NamedTuple):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def frames_of_batch(model: Uninext, batch: TrainBatch, features) -> list[CachedFrame]:
+def frames_of_batch(model: Uninext, batch: TrainBatch, features: PromptFeatures) -> list[CachedFrame]:
     """The key frame of every clip of a collated batch through the frozen network, split into CachedFrames.
 
     Args:

@@ -55,11 +55,3 @@ def tiny_export(tmp_path_factory) -> TinyExport:
     finally:
         torch.set_num_threads(previous)
     return TinyExport(model, cfg, directory, manifest)
-
-
-@pytest.fixture
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

@@ -29,12 +29,7 @@ from uninext_core.train.recipe import recipe_from_dict
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _images(folder: Path, *, count: int, size: int, seed: int) -> Path:

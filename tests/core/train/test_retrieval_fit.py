@@ -31,12 +31,7 @@ from uninext_core.train.retrieval_fit import (
 RETRIEVAL = ("query_relation.", "query_colour.", "class_embed.1.")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def retrieval_model(unblock_zero_inits):
