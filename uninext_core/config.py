@@ -145,6 +145,11 @@ class HeadsConfig:
     # With the query relation: its self-attention sees one query per object, the queries no higher-scored query
     # overlaps above this IoU (uninext_core.model.query_relation.representatives). 0 = every query.
     query_relation_dedup_iou: float = 0.0
+    # No official counterpart (`tiny` experiments): this many deformable layers sample the encoder memory at each
+    # query's final box once more for the retrieval heads only (uninext_core.model.query_resample). 0 = off (official).
+    query_resample_layers: int = 0
+    # Sampling points per head and level of the query resample.
+    query_resample_points: int = 8
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from uninext_core.model.mask_head import MaskHeadSmallConv, dynamic_param_count
 from uninext_core.model.mlp import MLP
 from uninext_core.model.query_colour import QueryColour
 from uninext_core.model.query_relation import QueryRelation
+from uninext_core.model.query_resample import QueryResample
 from uninext_core.model.reid_head import ReidHead
 from uninext_core.model.retrieval import StillClassifier, VLAlign, prior_bias
 from uninext_core.model.template_encoder import TemplateEncoder
@@ -86,6 +87,11 @@ def build_model(preset_or_config: str | UninextConfig, *, allow_random_text_init
         query_relation = QueryRelation(d_model=d_model, text_dim=text_dim, num_layers=h.query_relation_layers,
                                        num_heads=t.num_heads, dim_feedforward=2 * d_model,
                                        dedup_iou=h.query_relation_dedup_iou)
+    query_resample = None
+    if h.query_resample_layers:
+        query_resample = QueryResample(d_model=d_model, num_layers=h.query_resample_layers, num_heads=t.num_heads,
+                                       num_levels=t.num_levels, num_points=h.query_resample_points,
+                                       dim_feedforward=2 * d_model)
 
     vl_align = VLAlign(d_model=d_model, text_dim=text_dim, prior_prob=h.prior_prob)
     class_embed = nn.ModuleList([*_clones(vl_align, t.num_decoder_layers),
@@ -124,7 +130,7 @@ def build_model(preset_or_config: str | UninextConfig, *, allow_random_text_init
 
     model = Uninext(
         backbone=backbone, input_proj=input_proj, colour_skip=colour_skip, query_colour=query_colour,
-        query_relation=query_relation,
+        query_relation=query_relation, query_resample=query_resample,
         transformer=transformer,
         class_embed=class_embed,
         bbox_embed=bbox_embed, iou_head=iou_head, controller=controller, mask_head=mask_head, resizer=resizer,

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import torch
 
 from uninext_core.model.denoising import DenoisingMeta
+from uninext_core.model.query_resample import MemoryView
 
 
 class RawOutputs(NamedTuple):
@@ -52,6 +53,7 @@ class RetrievalInputs(NamedTuple):
         pooled_prompt: (B, C_l) fused prompt pooled over its valid tokens.
         prompt_mask: (B, T) bool, True on valid tokens.
         iou_logits: (B, Q, 1) IoU-quality logits (the inference score multiplies by their sigmoid).
+        memory: the encoder output the query resample reads, or None when the model has none.
     """
 
     hidden: torch.Tensor
@@ -61,6 +63,7 @@ class RetrievalInputs(NamedTuple):
     pooled_prompt: torch.Tensor
     prompt_mask: torch.Tensor
     iou_logits: torch.Tensor
+    memory: MemoryView | None = None
 
 
 class HeadOutputs(NamedTuple):

@@ -37,6 +37,7 @@ from uninext_core.model.outputs import (
     TrainOutputs,
 )
 from uninext_core.model.prompt_features import PromptFeatures
+from uninext_core.model.query_resample import MemoryView
 from uninext_core.model.reid_head import ReidHead
 from uninext_core.model.retrieval import pool_prompt
 from uninext_core.model.transformer import DeformableTransformer, TransformerOutputs
@@ -107,6 +108,7 @@ class Uninext(nn.Module):
         colour_skip: nn.Module | None = None,
         query_colour: nn.Module | None = None,
         query_relation: nn.Module | None = None,
+        query_resample: nn.Module | None = None,
         transformer: DeformableTransformer,
         class_embed: nn.ModuleList,
         bbox_embed: nn.ModuleList,
@@ -136,6 +138,7 @@ class Uninext(nn.Module):
         self.colour_skip = colour_skip
         self.query_colour = query_colour
         self.query_relation = query_relation
+        self.query_resample = query_resample
         self.transformer = transformer
         self.class_embed = class_embed
         self.bbox_embed = bbox_embed
@@ -218,16 +221,29 @@ class Uninext(nn.Module):
             return boxes.new_zeros(*boxes.shape[:2], 0)
         return self.query_colour.sample(images, valid_px, boxes.detach())
 
+    def resample_term(self, hidden: torch.Tensor, boxes: torch.Tensor, view: MemoryView) -> torch.Tensor:
+        """(B, Q, C) query-resample term of the queries (`query_resample.py`), or (B, Q, 0) without one."""
+        if self.query_resample is None:
+            return hidden.new_zeros(*hidden.shape[:2], 0)
+        return self.query_resample(hidden, boxes, view)
+
     def retrieval_logits(self, layer: int, hidden: torch.Tensor, boxes: torch.Tensor, colour_samples: torch.Tensor,
                          prompt: torch.Tensor, pooled: torch.Tensor, prompt_mask: torch.Tensor,
-                         attn_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token (B, Q, T) and pooled (B, Q, 1) logits of one decoder layer's retrieval head. The query colour and
-        query relation terms, when the model has them, are added to what the retrieval head sees, and only there;
-        `colour_samples` come from `_colour_samples`, `attn_mask` is the decoder's denoising mask (training)."""
+                         attn_mask: torch.Tensor | None = None, resampled: torch.Tensor | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token (B, Q, T) and pooled (B, Q, 1) logits of one decoder layer's retrieval head. The query colour,
+        query resample and query relation terms, when the model has them, are added to what the retrieval head sees,
+        and only there; `colour_samples` come from `_colour_samples`, `resampled` from `resample_term` (needed when
+        the model has a query resample), `attn_mask` is the decoder's denoising mask (training)."""
         head = self.class_embed[layer]
         retrieval = hidden
         if self.query_colour is not None:
             retrieval = retrieval + self.query_colour.embed(colour_samples).to(hidden.dtype)
+        if self.query_resample is not None:
+            if resampled is None or resampled.shape != hidden.shape:
+                raise ValueError("a model with a query resample needs its term (resample_term) of the queries' shape "
+                                 f"{tuple(hidden.shape)}, got {None if resampled is None else tuple(resampled.shape)}")
+            retrieval = retrieval + resampled.to(hidden.dtype)
         if self.query_relation is not None:
             B = hidden.shape[0]
             # the prompt score without the relation term picks each object's representative query (dedup_iou > 0)
@@ -239,11 +255,12 @@ class Uninext(nn.Module):
 
     def _heads(self, layer: int, hidden: torch.Tensor, boxes: torch.Tensor, prompt: torch.Tensor,
                pooled: torch.Tensor, prompt_mask: torch.Tensor, images: torch.Tensor, valid_px: torch.Tensor,
-               attn_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               view: MemoryView, attn_mask: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Token, pooled and IoU logits of one decoder layer (`boxes`: that layer's)."""
         colour = self._colour_samples(images, valid_px, boxes)
         token, pooled_logits = self.retrieval_logits(layer, hidden, boxes, colour, prompt, pooled, prompt_mask,
-                                                     attn_mask)
+                                                     attn_mask, self.resample_term(hidden, boxes, view))
         return token, pooled_logits, self.iou_head[layer](hidden)
 
     def _mask_features(self, out: TransformerOutputs) -> torch.Tensor:
@@ -253,6 +270,10 @@ class Uninext(nn.Module):
             maps.append(out.memory[:, start:start + h * w].transpose(1, 2).reshape(B, C, h, w))
             start += h * w
         return self.mask_head(maps)
+
+    @staticmethod
+    def _memory_view(out: TransformerOutputs) -> MemoryView:
+        return MemoryView(out.memory, out.spatial_shapes, out.valid_ratios, out.padding_mask)
 
     def _embeddings(self, out: TransformerOutputs, hidden: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         if self.reid_head is None:
@@ -283,7 +304,8 @@ class Uninext(nn.Module):
         return RetrievalInputs(hidden=hidden, boxes_cxcywh=boxes,
                                colour_samples=self._colour_samples(images, _valid_pixels(pixel_mask), boxes),
                                prompt=out.prompt, pooled_prompt=out.pooled_prompt, prompt_mask=prompt.mask,
-                               iou_logits=self.iou_head[self.num_decoder_layers - 1](hidden))
+                               iou_logits=self.iou_head[self.num_decoder_layers - 1](hidden),
+                               memory=self._memory_view(out) if self.query_resample is not None else None)
 
     def forward(
         self,
@@ -331,7 +353,7 @@ class Uninext(nn.Module):
             boxes = decoded.boxes_cxcywh[-1]
             token_logits, pooled_logits, iou_logits = self._heads(self.num_decoder_layers - 1, hidden, boxes,
                                                                   out.prompt, out.pooled_prompt, prompt.mask, images,
-                                                                  valid_px)
+                                                                  valid_px, self._memory_view(out))
             return RawOutputs(
                 token_logits=token_logits,
                 pooled_logits=pooled_logits,
@@ -349,7 +371,8 @@ class Uninext(nn.Module):
         decoded = out.decoder
         n_dn = denoising.meta.num_queries
         per_layer = [self._heads(layer, decoded.hidden[layer], decoded.boxes_cxcywh[layer], out.prompt,
-                                 out.pooled_prompt, prompt_mask, images, valid_px, denoising.attn_mask)
+                                 out.pooled_prompt, prompt_mask, images, valid_px, self._memory_view(out),
+                                 denoising.attn_mask)
                      for layer in range(self.num_decoder_layers)]
         token_logits = torch.stack([p[0] for p in per_layer])
         pooled_logits = torch.stack([p[1] for p in per_layer])

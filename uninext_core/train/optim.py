@@ -24,6 +24,7 @@ FUSION_PREFIX = "transformer.fusion."
 COLOUR_SKIP_PREFIX = "colour_skip."
 QUERY_COLOUR_PREFIX = "query_colour."
 QUERY_RELATION_PREFIX = "query_relation."
+QUERY_RESAMPLE_PREFIX = "query_resample."
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class OptimizerSettings:
         query_colour_multiplier: LR multiplier of the query colour MLP (`tiny` only; zero-initialised output, the
             same reason).
         query_relation_multiplier: LR multiplier of the query relation (`tiny` only; zero-initialised output).
+        query_resample_multiplier: LR multiplier of the query resample (zero-initialised output).
         betas: AdamW betas.
     """
 
@@ -55,11 +57,13 @@ class OptimizerSettings:
     colour_skip_multiplier: float = 1.0
     query_colour_multiplier: float = 1.0
     query_relation_multiplier: float = 1.0
+    query_resample_multiplier: float = 1.0
     betas: tuple[float, float] = (0.9, 0.999)
 
     def __post_init__(self) -> None:
         for name in ("base_lr", "backbone_multiplier", "linear_proj_multiplier", "text_encoder_lr",
-                     "colour_skip_multiplier", "query_colour_multiplier", "query_relation_multiplier"):
+                     "colour_skip_multiplier", "query_colour_multiplier", "query_relation_multiplier",
+                     "query_resample_multiplier"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.weight_decay < 0:
@@ -83,6 +87,8 @@ def parameter_lr(name: str, settings: OptimizerSettings) -> float:
         lr *= settings.query_colour_multiplier
     if name.startswith(QUERY_RELATION_PREFIX):
         lr *= settings.query_relation_multiplier
+    if name.startswith(QUERY_RESAMPLE_PREFIX):
+        lr *= settings.query_resample_multiplier
     return lr
 
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from uninext_core.model.prompt_features import PromptFeatures
+from uninext_core.model.query_resample import MemoryView
 from uninext_core.model.uninext import Uninext
 from uninext_core.ops.boxes import box_cxcywh_to_xyxy, box_iou
 from uninext_core.tasks.scoring import pooled_scores
@@ -55,6 +56,11 @@ class CachedFrame(NamedTuple):
         iou_logits: (Q,) float32.
         target_boxes_cxcywh: (N, 4) float32 ground truth.
         positive_map: (N, T) bool for category prompts, (N, 1) otherwise.
+        memory: (S, C) float16 encoder output, when the model has a query resample (else None); S counts the cells
+            of the padded batch the frame was collated in.
+        spatial_shapes: (L, 2) int64 (H_l, W_l) of that memory.
+        valid_ratios: (L, 2) float32.
+        padding_mask: (S,) bool, True on padding.
     """
 
     kind: str
@@ -68,6 +74,18 @@ class CachedFrame(NamedTuple):
     iou_logits: torch.Tensor
     target_boxes_cxcywh: torch.Tensor
     positive_map: torch.Tensor
+    memory: torch.Tensor | None = None
+    spatial_shapes: torch.Tensor | None = None
+    valid_ratios: torch.Tensor | None = None
+    padding_mask: torch.Tensor | None = None
+
+    def memory_view(self) -> MemoryView:
+        """The frame's memory as `Uninext.resample_term` reads it (batch of one); ValueError when not cached."""
+        if self.memory is None:
+            raise ValueError("this cached frame has no encoder memory; re-run `python -m training.fit_retrieval "
+                             "cache` with a model that has a query resample (heads.query_resample_layers)")
+        shapes = [(int(h), int(w)) for h, w in self.spatial_shapes.tolist()]
+        return MemoryView(self.memory[None].float(), shapes, self.valid_ratios[None], self.padding_mask[None])
 
 
 class FitBatch(NamedTuple):
@@ -83,6 +101,7 @@ class FitBatch(NamedTuple):
     iou_logits: torch.Tensor
     target_boxes_cxcywh: list[torch.Tensor]
     positive_maps: list[torch.Tensor]
+    memory: list[MemoryView] | None = None
 
 
 class EpochReport(NamedTuple):
@@ -111,7 +130,12 @@ def frames_of_batch(model: Uninext, batch: TrainBatch, features: PromptFeatures)
     key = batch.frames[0]
     inputs = model.retrieval_inputs(key.images, key.pixel_mask, features)
     frames = []
+    view = inputs.memory
     for b, target in enumerate(key.targets):
+        memory = {} if view is None else dict(
+            memory=view.memory[b].to(torch.float16).cpu(),
+            spatial_shapes=torch.tensor(view.spatial_shapes, dtype=torch.int64),
+            valid_ratios=view.valid_ratios[b].float().cpu(), padding_mask=view.padding_mask[b].cpu())
         valid = inputs.prompt_mask[b]
         length = int(valid.nonzero().max()) + 1 if bool(valid.any()) else 1
         positive = target.positive_map[:, :length] if batch.prompt.kind == "category" else target.positive_map
@@ -125,7 +149,7 @@ def frames_of_batch(model: Uninext, batch: TrainBatch, features: PromptFeatures)
             pooled_prompt=inputs.pooled_prompt[b].float().cpu(),
             iou_logits=inputs.iou_logits[b, :, 0].float().cpu(),
             target_boxes_cxcywh=target.boxes_cxcywh.float().cpu(),
-            positive_map=positive.bool().cpu()))
+            positive_map=positive.bool().cpu(), **memory))
     return frames
 
 
@@ -159,6 +183,8 @@ def retrieval_prefixes(model: Uninext) -> tuple[str, ...]:
     prefixes = [f"class_embed.{model.num_decoder_layers - 1}."]
     if model.query_colour is not None:
         prefixes.append("query_colour.")
+    if model.query_resample is not None:
+        prefixes.append("query_resample.")
     if model.query_relation is not None:
         prefixes.append("query_relation.")
     return tuple(prefixes)
@@ -198,14 +224,24 @@ def collate_frames(frames: Sequence[CachedFrame]) -> FitBatch:
                     colour_samples=torch.stack([f.colour_samples.float() for f in frames]),
                     prompt=prompt, prompt_mask=mask, pooled_prompt=torch.stack([f.pooled_prompt for f in frames]),
                     iou_logits=torch.stack([f.iou_logits for f in frames]),
-                    target_boxes_cxcywh=[f.target_boxes_cxcywh for f in frames], positive_maps=positive)
+                    target_boxes_cxcywh=[f.target_boxes_cxcywh for f in frames], positive_maps=positive,
+                    memory=[f.memory_view() for f in frames] if frames[0].memory is not None else None)
 
 
 def batch_logits(model: Uninext, batch: FitBatch) -> torch.Tensor:
     """Token logits (B, Q, T) for category prompts, pooled logits (B, Q, 1) otherwise, as the forward computes
-    them."""
+    them. The query resample runs frame by frame: each frame's memory keeps the shapes of the batch it was cached
+    in."""
+    resampled = None
+    if model.query_resample is not None:
+        if batch.memory is None:
+            raise ValueError("the model has a query resample but the cache holds no encoder memory; re-run "
+                             "`python -m training.fit_retrieval cache` with this model")
+        resampled = torch.cat([model.resample_term(batch.hidden[b:b + 1], batch.boxes_cxcywh[b:b + 1], view)
+                               for b, view in enumerate(batch.memory)])
     token, pooled = model.retrieval_logits(model.num_decoder_layers - 1, batch.hidden, batch.boxes_cxcywh,
-                                           batch.colour_samples, batch.prompt, batch.pooled_prompt, batch.prompt_mask)
+                                           batch.colour_samples, batch.prompt, batch.pooled_prompt, batch.prompt_mask,
+                                           resampled=resampled)
     return token if batch.kind == "category" else pooled
 
 

@@ -27,13 +27,14 @@ class TinyExport(NamedTuple):
 
 
 def tiny_fp16_safe() -> UninextConfig:
-    """tiny with every optional part on (the text adapter, colour skip and query relation the preset leaves off as
-    well), so the export and parity tests cover each."""
+    """tiny with every optional part on (the text adapter, colour skip, query relation dedup and query resample the
+    preset leaves off as well), so the export and parity tests cover each."""
     cfg = tiny()
     return cfg.replace(fusion=dataclasses.replace(cfg.fusion, fp16_safe_mask=True),
                        text=dataclasses.replace(cfg.text, adapter_layers=2),
                        backbone=dataclasses.replace(cfg.backbone, colour_skip=True),
-                       heads=dataclasses.replace(cfg.heads, query_relation_layers=1, query_relation_dedup_iou=0.7))
+                       heads=dataclasses.replace(cfg.heads, query_relation_layers=1, query_relation_dedup_iou=0.7,
+                                                                query_resample_layers=1))
 
 
 @pytest.fixture(scope="session")
@@ -44,9 +45,10 @@ def tiny_export(tmp_path_factory) -> TinyExport:
         torch.manual_seed(0)
         cfg = tiny_fp16_safe()
         model = build_model(cfg).eval()
-        with torch.no_grad():  # an untrained text adapter, colour skip, query colour or relation adds nothing;
-            for parameter in [*model.text_adapter.parameters(), *model.colour_skip.parameters(),  # parity must see
-                              *model.query_colour.parameters(), *model.query_relation.parameters()]:  # them work
+        with torch.no_grad():  # an untrained text adapter, colour skip, query colour, relation or resample adds
+            for parameter in [*model.text_adapter.parameters(), *model.colour_skip.parameters(),  # nothing; parity
+                              *model.query_colour.parameters(), *model.query_relation.parameters(),  # must see them
+                              *model.query_resample.parameters()]:  # work
                 parameter.add_(0.05 * torch.randn(parameter.shape))
         directory = tmp_path_factory.mktemp("tiny_export")
         with warnings.catch_warnings():

@@ -120,10 +120,10 @@ def test_exported_tiny_parts_are_tensorrt_compatible(tiny_export):
         assert report.ok, (name, report.problems)
         assert report.opset == 18
     main = reports["main"].op_counts
-    # One grid_sample per level in every deformable layer (encoder, decoder and re-ID head layers), and the query
-    # colour's one on the last decoder layer's boxes (inference scores that layer only).
-    t = tiny_export.cfg.transformer
-    layers = t.num_encoder_layers + t.num_decoder_layers + tiny_export.cfg.heads.reid_layers
+    # One grid_sample per level in every deformable layer (encoder, decoder, re-ID head and query resample layers),
+    # and the query colour's one on the last decoder layer's boxes (inference scores that layer only).
+    t, h = tiny_export.cfg.transformer, tiny_export.cfg.heads
+    layers = t.num_encoder_layers + t.num_decoder_layers + h.reid_layers + h.query_resample_layers
     query_colour = 1 if tiny_export.cfg.heads.query_colour_grid else 0
     assert main["GridSample"] == layers * t.num_levels + query_colour and main["TopK"] == 1
     assert not {"Loop", "If", "Scan", "NonZero"} & set(main)

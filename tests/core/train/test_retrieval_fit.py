@@ -19,6 +19,7 @@ from uninext_core.train.optim import OptimizerSettings
 from uninext_core.train.retrieval_fit import (
     CachedFrame,
     check_fittable,
+    batch_logits,
     collate_frames,
     expression_top1,
     fit_loss,
@@ -34,10 +35,12 @@ RETRIEVAL = ("query_relation.", "query_colour.", "class_embed.1.")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def retrieval_model(unblock_zero_inits):
-    """An untrained tiny image model with the query colour and a 1-layer query relation, their zero inits opened."""
+def retrieval_model(unblock_zero_inits, *, resample: bool = False):
+    """An untrained tiny image model with the query colour and a 1-layer query relation (and, with `resample`, a
+    1-layer query resample), their zero inits opened."""
     cfg = tiny(video=False)
-    cfg = cfg.replace(heads=dataclasses.replace(cfg.heads, query_colour_grid=4, query_relation_layers=1))
+    cfg = cfg.replace(heads=dataclasses.replace(cfg.heads, query_colour_grid=4, query_relation_layers=1,
+                                                query_resample_layers=int(resample)))
     torch.manual_seed(0)
     return unblock_zero_inits(build_model(cfg)).eval()
 
@@ -64,8 +67,9 @@ def expression_batch(model, *, sizes=((96, 128), (128, 96))) -> TrainBatch:
                       mask_supervision="none", reid=False, dataset="test")
 
 
-def test_cached_inputs_give_the_forward_logits_and_the_criterion_final_layer_loss(unblock_zero_inits):
-    model = retrieval_model(unblock_zero_inits)
+@pytest.mark.parametrize("resample", [False, True], ids=["relation", "relation+resample"])
+def test_cached_inputs_give_the_forward_logits_and_the_criterion_final_layer_loss(unblock_zero_inits, resample):
+    model = retrieval_model(unblock_zero_inits, resample=resample)
     batch = expression_batch(model)
     key = batch.frames[0]
     with torch.no_grad():
@@ -77,10 +81,10 @@ def test_cached_inputs_give_the_forward_logits_and_the_criterion_final_layer_los
         expected_loss = SetCriterion(num_decoder_layers=2)(train, key.targets, prompt_kind="expression",
                                                            mask_supervision="none").losses["loss_ce"]
     assert [f.prompt.shape[0] for f in frames] == [int(m.sum()) for m in batch.prompt.attention_mask]
+    assert all((f.memory is not None) == resample for f in frames)
     cached = collate_frames(frames)
     with torch.no_grad():
-        token, pooled = model.retrieval_logits(1, cached.hidden, cached.boxes_cxcywh, cached.colour_samples,
-                                               cached.prompt, cached.pooled_prompt, cached.prompt_mask)
+        token, pooled = batch_logits(model, cached._replace(kind="category")), batch_logits(model, cached)
         loss = fit_loss(model, cached, DynamicKMatcher())
     # float16 storage of the query features, colour samples and prompt tokens
     torch.testing.assert_close(pooled, raw.pooled_logits, atol=2e-2, rtol=1e-2)
@@ -91,7 +95,7 @@ def test_cached_inputs_give_the_forward_logits_and_the_criterion_final_layer_los
 
 
 def test_cache_file_round_trip_and_other_files_are_refused(tmp_path, unblock_zero_inits):
-    model = retrieval_model(unblock_zero_inits)
+    model = retrieval_model(unblock_zero_inits, resample=True)
     batch = expression_batch(model)
     with torch.no_grad():
         frames = frames_of_batch(model, batch, encode_prompt(model, batch.prompt))
@@ -100,6 +104,8 @@ def test_cache_file_round_trip_and_other_files_are_refused(tmp_path, unblock_zer
     for a, b in zip(frames, loaded, strict=True):
         for name, x, y in zip(a._fields, a, b, strict=True):
             assert x == y if isinstance(x, str) else torch.equal(x, y), name
+    assert loaded[0].memory_view().spatial_shapes == [tuple(s.shape[-2:]) for s in
+                                                      model.input_proj(model.backbone(batch.frames[0].images))]
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a retrieval cache"):
         load_frames(tmp_path / "other.pt")
@@ -167,3 +173,15 @@ def test_bad_fit_arguments_are_refused(unblock_zero_inits):
                                   samples=48)
     with pytest.raises(ValueError, match="one prompt kind"):
         collate_frames([frames[0], frames[1]._replace(kind="template")])
+
+
+def test_a_resample_model_refuses_a_cache_without_memory(unblock_zero_inits):
+    model = retrieval_model(unblock_zero_inits, resample=True)
+    freeze_all_but(model, ("query_resample.",))
+    check_fittable(model)
+    frames = red_query_frames(2, seed=0, queries=model.transformer.num_queries, width=model.transformer.d_model,
+                              samples=48)
+    with pytest.raises(ValueError, match="no encoder memory"):
+        fit_loss(model, collate_frames(frames), DynamicKMatcher())
+    with pytest.raises(ValueError, match="no encoder memory"):
+        frames[0].memory_view()
