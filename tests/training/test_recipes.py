@@ -24,7 +24,8 @@ def test_every_shipped_recipe_parses() -> None:
     assert names == sorted([*official, "tiny_stage3_continued", "tiny_stage3_rec", "tiny_stage3_colour",
                             "tiny_stage3_colourskip", "tiny_stage3_colourskip_shipped", "tiny_stage3_refonly_probe",
                             "tiny_stage3_querycolour", "tiny_stage3_querycolour_more", "tiny_stage3_relation",
-                            "tiny_stage3_relation_heads", "tiny_retrieval_fit", "tiny_retrieval_fit_val"])
+                            "tiny_stage3_relation_heads", "tiny_retrieval_fit", "tiny_retrieval_fit_val",
+                            "tiny_resample_fit", "tiny_resample_fit_val"])
     for path in RECIPES.glob("*.yaml"):
         recipe = load_recipe(path)
         assert recipe.name == path.stem
@@ -112,21 +113,24 @@ def test_model_changes_apply_to_the_preset_and_bad_ones_are_named() -> None:
 
 def test_tiny_recipes_build_the_model_they_trained() -> None:
     """Each run keeps building the model it trained (text adapter layers, colour skip, query colour grid, query
-    relation layers) whatever the preset gains later."""
+    relation layers, query resample layers) whatever the preset gains later."""
     built = {name: load_recipe(RECIPES / f"{name}.yaml").model_config() for name in
              ("tiny_stage1", "tiny_stage2", "tiny_stage3", "tiny_stage3_continued", "tiny_stage3_rec",
               "tiny_stage3_colour", "tiny_stage3_colourskip", "tiny_stage3_colourskip_shipped",
               "tiny_stage3_querycolour", "tiny_stage3_querycolour_more", "tiny_stage3_relation",
-              "tiny_stage3_relation_heads", "tiny_retrieval_fit", "tiny_retrieval_fit_val")}
+              "tiny_stage3_relation_heads", "tiny_retrieval_fit", "tiny_retrieval_fit_val", "tiny_resample_fit",
+              "tiny_resample_fit_val")}
     assert {name: (cfg.text.adapter_layers, cfg.backbone.colour_skip, cfg.heads.query_colour_grid,
-                   cfg.heads.query_relation_layers) for name, cfg in built.items()} == {
-        "tiny_stage1": (0, False, 0, 0), "tiny_stage2": (0, False, 0, 0), "tiny_stage3": (0, False, 0, 0),
-        "tiny_stage3_continued": (0, False, 0, 0), "tiny_stage3_rec": (2, False, 0, 0),
-        "tiny_stage3_colour": (2, False, 0, 0), "tiny_stage3_colourskip": (2, True, 0, 0),
-        "tiny_stage3_colourskip_shipped": (2, True, 0, 0), "tiny_stage3_querycolour": (0, False, 4, 0),
-        "tiny_stage3_querycolour_more": (0, False, 4, 0), "tiny_stage3_relation": (0, False, 4, 2),
-        "tiny_stage3_relation_heads": (0, False, 4, 2), "tiny_retrieval_fit": (0, False, 4, 2),
-        "tiny_retrieval_fit_val": (0, False, 4, 2)}
+                   cfg.heads.query_relation_layers, cfg.heads.query_resample_layers)
+            for name, cfg in built.items()} == {
+        "tiny_stage1": (0, False, 0, 0, 0), "tiny_stage2": (0, False, 0, 0, 0), "tiny_stage3": (0, False, 0, 0, 0),
+        "tiny_stage3_continued": (0, False, 0, 0, 0), "tiny_stage3_rec": (2, False, 0, 0, 0),
+        "tiny_stage3_colour": (2, False, 0, 0, 0), "tiny_stage3_colourskip": (2, True, 0, 0, 0),
+        "tiny_stage3_colourskip_shipped": (2, True, 0, 0, 0), "tiny_stage3_querycolour": (0, False, 4, 0, 0),
+        "tiny_stage3_querycolour_more": (0, False, 4, 0, 0), "tiny_stage3_relation": (0, False, 4, 2, 0),
+        "tiny_stage3_relation_heads": (0, False, 4, 2, 0), "tiny_retrieval_fit": (0, False, 4, 2, 0),
+        "tiny_retrieval_fit_val": (0, False, 4, 2, 0), "tiny_resample_fit": (0, False, 4, 2, 1),
+        "tiny_resample_fit_val": (0, False, 4, 2, 1)}
 
 
 def test_inconsistent_recipes_are_rejected() -> None:
