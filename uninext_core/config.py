@@ -145,8 +145,8 @@ class HeadsConfig:
     # With the query relation: its self-attention sees one query per object, the queries no higher-scored query
     # overlaps above this IoU (uninext_core.model.query_relation.representatives). 0 = every query.
     query_relation_dedup_iou: float = 0.0
-    # No official counterpart (`tiny` experiments): this many deformable layers sample the encoder memory at each
-    # query's final box once more for the retrieval heads only (uninext_core.model.query_resample). 0 = off (official).
+    # No official counterpart (`tiny` only): this many deformable layers sample the encoder memory at each query's
+    # final box once more for the retrieval heads only (uninext_core.model.query_resample). 0 = off (official).
     query_resample_layers: int = 0
     # Sampling points per head and level of the query resample.
     query_resample_points: int = 8
@@ -219,8 +219,10 @@ def tiny(*, video: bool = True) -> UninextConfig:
     `heads.query_colour_grid` adds each query's box colour to its retrieval-head input
     (uninext_core.model.query_colour), because the from-scratch backbone learns to drop colour; and
     `heads.query_relation_layers` adds a 2-layer prompt-conditioned transformer over the queries to that input
-    (uninext_core.model.query_relation), because a 2-layer decoder compares objects poorly. This is the model the
-    package ships. Other departures stay available but off, because runs with them did not move REC (MODEL.md): a
+    (uninext_core.model.query_relation), because a 2-layer decoder compares objects poorly; and
+    `heads.query_resample_layers` adds one deformable layer that samples the encoder memory at each query's final box
+    again for that input (uninext_core.model.query_resample), because the kind of an object is poorly readable from
+    the query the 2-layer decoder forms. This is the model the package ships. Other departures stay available but off, because runs with them did not move REC (MODEL.md): a
     text adapter on the frozen encoder's tokens (`text.adapter_layers`, uninext_core.model.text_adapter), a colour
     skip into the feature levels (`backbone.colour_skip`, uninext_core.model.colour_skip) and the query relation's
     one-query-per-object attention (`heads.query_relation_dedup_iou`)."""
@@ -236,7 +238,8 @@ def tiny(*, video: bool = True) -> UninextConfig:
         transformer=TransformerConfig(d_model=128, num_heads=4, num_encoder_layers=2, num_decoder_layers=2,
                                       dim_feedforward=512, dropout=0.0, num_levels=4, encoder_points=4,
                                       decoder_points=4, num_queries=100, dn_number=30),
-        heads=HeadsConfig(reid=video, reid_dim=128, mask_mid_dim=32, query_colour_grid=4, query_relation_layers=2),
+        heads=HeadsConfig(reid=video, reid_dim=128, mask_mid_dim=32, query_colour_grid=4, query_relation_layers=2,
+                          query_resample_layers=1),
         input=InputConfig(test_short_side=320, test_max_size=384),
     )
 

@@ -102,7 +102,7 @@ def test_model_changes_apply_to_the_preset_and_bad_ones_are_named() -> None:
     assert cfg.backbone.kind == "mobilenet_v3_large" and cfg.text.hidden_dim == 384  # the rest is the preset's
     preset = recipe_from_dict(_minimal()).model_config()
     assert (preset.text.adapter_layers, preset.backbone.colour_skip, preset.heads.query_colour_grid,
-            preset.heads.query_relation_layers) == (0, False, 4, 2)
+            preset.heads.query_relation_layers, preset.heads.query_resample_layers) == (0, False, 4, 2, 1)
     with pytest.raises(ValueError, match=r"model\.backbone: unknown keys \['colour'\]"):
         recipe_from_dict(_minimal(model={"backbone": {"colour": False}}))
     with pytest.raises(ValueError, match=r"model\.text\.adapter_layers: expected an integer, got 'two'"):

@@ -4,9 +4,11 @@ No official counterpart (the official recipe trains every part jointly, referenc
 a recipe whose `trainable` names only the retrieval side (`tiny_stage3_relation_heads`) still runs the backbone,
 encoder and decoder forward on every batch, 1.2 s of a 2-core step, so its 2,000 steps showed the query relation
 each referring image less than once. What the last decoder layer's retrieval head reads (`Uninext.retrieval_inputs`:
-query features, boxes, query-colour samples, fused prompt) does not depend on that head, the query colour or the
-query relation, so it is computed once per augmented sample (`collect_frames`, from the recipe's own batch stream)
-and those parts are trained on it for many epochs (`fit_retrieval`) at a few milliseconds per batch.
+query features, boxes, query-colour samples, fused prompt, and the encoder memory when the model has a query
+resample) does not depend on that head, the query colour, the query relation or the query resample, so it is
+computed once per augmented sample (`frames_of_batch`, from the recipe's own batch stream) and those parts are
+trained on it for many epochs (`fit_retrieval`) at milliseconds per batch (under a second per batch of 32 with the
+resample, which runs frame by frame).
 
 The loss is the final decoder layer's `loss_ce` of `SetCriterion`: the same dynamic-k matcher on the same logits and
 (fixed) boxes, the same token focal loss, normalised by the matched pairs of the batch. The earlier layer's head

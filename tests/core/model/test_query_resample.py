@@ -18,6 +18,7 @@ SHAPES = [(8, 10), (4, 5), (2, 3), (1, 2)]
 
 
 def tiny_with_query_resample(layers: int = 1):
+    """tiny (image model) with `layers` resample layers (0: without one)."""
     cfg = tiny(video=False)
     return cfg.replace(heads=dataclasses.replace(cfg.heads, query_resample_layers=layers))
 
@@ -79,7 +80,7 @@ def test_the_term_reads_the_valid_memory_at_the_box_and_ignores_padding():
 def test_forward_logits_equal_the_retrieval_inputs_with_the_resample_term():
     torch.manual_seed(0)
     model = build_model(tiny_with_query_resample()).eval()
-    without = build_model(tiny(video=False)).eval()
+    without = build_model(tiny_with_query_resample(0)).eval()
     without.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("query_resample.")})
     images = torch.randn(2, 3, 96, 128)
     pixel_mask = torch.ones(2, 96, 128, dtype=torch.bool)
@@ -124,7 +125,8 @@ def test_config_and_learning_rate_multiplier():
     model = build_model(tiny_with_query_resample(layers=2))
     assert len(model.query_resample.layers) == 2
     assert model.query_resample.layers[0].cross_attn.n_points == 8
-    assert build_model(tiny(video=False)).query_resample is None
+    assert build_model(tiny_with_query_resample(0)).query_resample is None
+    assert build_model(tiny(video=False)).query_resample is not None  # the preset's
     settings = OptimizerSettings(base_lr=1e-4, query_resample_multiplier=10.0)
     assert parameter_lr("query_resample.out_proj.weight", settings) == pytest.approx(1e-3)
     assert parameter_lr("query_resample.layers.0.cross_attn.sampling_offsets.weight",
