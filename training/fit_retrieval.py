@@ -12,8 +12,9 @@
 built from the recipe's `init_checkpoint`, and writes the retrieval inputs of every key frame in chunks of
 `--chunk` batches; an interrupted run continues after the last complete chunk. `fit` trains the recipe's
 `trainable` parameters (only the last decoder layer's retrieval head, the query colour, the query relation and the
-query resample are allowed; a model with a resample caches each key frame's encoder memory, which it reads) with the recipe's solver settings, and writes the init weights with the fitted parameters in their place,
-plus `<out stem>_best.safetensors` at the epoch with the best validation top-1 when a validation cache is given.
+query resample are allowed; a model with a resample caches each key frame's encoder memory, which it reads) with
+the recipe's solver settings, and writes the init weights with the fitted parameters in their place, plus
+`<out stem>_best.safetensors` at the epoch with the best validation top-1 when a validation cache is given.
 """
 
 from __future__ import annotations

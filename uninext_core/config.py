@@ -222,10 +222,11 @@ def tiny(*, video: bool = True) -> UninextConfig:
     (uninext_core.model.query_relation), because a 2-layer decoder compares objects poorly; and
     `heads.query_resample_layers` adds one deformable layer that samples the encoder memory at each query's final box
     again for that input (uninext_core.model.query_resample), because the kind of an object is poorly readable from
-    the query the 2-layer decoder forms. This is the model the package ships. Other departures stay available but off, because runs with them did not move REC (MODEL.md): a
-    text adapter on the frozen encoder's tokens (`text.adapter_layers`, uninext_core.model.text_adapter), a colour
-    skip into the feature levels (`backbone.colour_skip`, uninext_core.model.colour_skip) and the query relation's
-    one-query-per-object attention (`heads.query_relation_dedup_iou`)."""
+    the query the 2-layer decoder forms. This is the model the package ships. Other departures stay available but
+    off, because runs with them did not move REC (MODEL.md): a text adapter on the frozen encoder's tokens
+    (`text.adapter_layers`, uninext_core.model.text_adapter), a colour skip into the feature levels
+    (`backbone.colour_skip`, uninext_core.model.colour_skip) and the query relation's one-query-per-object attention
+    (`heads.query_relation_dedup_iou`)."""
     return UninextConfig(
         name="tiny",
         video=video,

@@ -18,8 +18,8 @@ from uninext_core.train.matcher import DynamicKMatcher
 from uninext_core.train.optim import OptimizerSettings
 from uninext_core.train.retrieval_fit import (
     CachedFrame,
-    check_fittable,
     batch_logits,
+    check_fittable,
     collate_frames,
     expression_top1,
     fit_loss,
