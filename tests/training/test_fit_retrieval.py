@@ -27,7 +27,7 @@ def ref_data(tmp_path_factory) -> Path:
 def write_recipe(path: Path, data: Path, init: Path | str, *, trainable: list[str]) -> Path:
     recipe = {
         "name": "fit_test", "preset": "tiny", "video": True, "stage": 3, "init_checkpoint": str(init),
-        "model": {"heads": {"query_colour_grid": 4, "query_relation_layers": 2, "query_resample_layers": 0}},
+        "model": {"heads": {"query_colour_grid": 4, "query_relation_layers": 2}},
         "freeze_text_encoder": True,
         "trainable": trainable, "seed": 3, "output_dir": str(path.parent / "out"),
         "solver": {"base_lr": 1e-3, "clip_grad_norm": 0.1},
