@@ -268,12 +268,19 @@ def test_newest_frame_only_when_the_model_is_slower_than_the_camera() -> None:
             images.publish(_frame(i * 33_000_000))
             time.sleep(1 / 30)
         stats = h.node._channels[""].stats
-        # every received frame is either processed (one output each) or dropped for a newer one, none queued
-        h.wait_for(lambda: stats.received == 60 and stats.processed + stats.dropped == 60, what="all frames handled")
-        h.wait_for(lambda: len(out) == stats.processed, what="outputs of processed frames")
-        assert stats.dropped > 30
-        stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in out]
-        assert stamps == sorted(stamps) and stamps[-1] == 60 * 33_000_000  # the last frame is never dropped
+
+        def stamps() -> list[int]:
+            return [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in out]
+
+        # the last frame is never dropped (nothing newer replaces it, in the node or in the depth-1 image queue)
+        h.wait_for(lambda: stamps()[-1:] == [60 * 33_000_000], what="the output of the last frame")
+        # every delivered frame was either processed (one output each) or dropped for a newer one, none queued. The
+        # image subscription keeps 1 sample (QoS depth 1), so DDS may also replace a frame the executor had not
+        # taken yet: such a frame never reaches the node's count.
+        h.wait_for(lambda: stats.processed + stats.dropped == stats.received and len(out) == stats.processed,
+                   what="all delivered frames handled")
+        assert stats.received >= 45 and stats.processed < 30 and stats.dropped > 15, stats
+        assert stamps() == sorted(stamps())
 
 
 def test_parameters_validated_and_thresholds_applied_at_run_time() -> None:
