@@ -1,6 +1,7 @@
 """Train one UNINEXT stage from a recipe, in one process or under torchrun.
 
     python -m training.train --recipe training/recipes/tiny_stage1.yaml [--resume] [--max-steps N] [--threads T]
+        [--max-minutes M] [--data-workers W]
     torchrun --nproc_per_node 2 -m training.train --recipe training/recipes/tiny_stage1.yaml   # DDP (gloo / NCCL)
     torchrun --nnodes 2 --node_rank R --rdzv_backend c10d --rdzv_endpoint HOST:29400 --nproc_per_node 8 \\
         -m training.train --recipe training/recipes/r50_stage3.yaml                           # several machines
@@ -32,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint, if any")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="stop (with a checkpoint) once this iteration is reached; default: the recipe's max_iter")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop (with a checkpoint) after this many minutes of training; --resume goes on")
+    parser.add_argument("--data-workers", type=int, default=0,
+                        help="processes building batches ahead of the step (GPU training); default 0 = none")
     parser.add_argument("--output-dir", type=Path, default=None, help="override the recipe's output_dir")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -48,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         recipe = load_recipe(args.recipe)
         if args.output_dir is not None:
             recipe = replace(recipe, output_dir=str(args.output_dir))
-        result = run_training(recipe, resume=args.resume, max_steps=args.max_steps,
-                              show_progress=not args.no_progress)
+        result = run_training(recipe, resume=args.resume, max_steps=args.max_steps, max_minutes=args.max_minutes,
+                              data_workers=args.data_workers, show_progress=not args.no_progress)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -80,7 +80,8 @@ def plot_loss_curves(metrics_path: str | Path, png_path: str | Path, *, title: s
     term_axis.set_xlabel("iteration")
     term_axis.set_ylabel("unweighted loss (final layer, moving mean)")
     term_axis.set_yscale("log")
-    term_axis.legend(fontsize=7, ncol=2)
+    if term_axis.lines:  # a run of one logged step has no curve yet
+        term_axis.legend(fontsize=7, ncol=2)
     figure.suptitle(title)
     figure.tight_layout()
     png_path = Path(png_path)

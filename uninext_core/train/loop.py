@@ -28,6 +28,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
@@ -37,6 +38,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from uninext_core.config import UninextConfig
@@ -202,8 +204,34 @@ class BatchStream:
 
     def next(self, step: int) -> TrainBatch:
         """The batch of iteration `step`."""
-        indices = next(self.iterator)
+        batch = self.build(step, next(self.iterator))
         self.position += 1
+        return batch
+
+    def batches(self, start: int, end: int, *, workers: int = 0) -> Iterator[TrainBatch]:
+        """The batches of iterations start .. end - 1, in order; `position` counts the ones handed out.
+
+        With `workers` > 0 the sampler is still drawn here, in step order, and forked worker processes build the
+        batches ahead (`torch.utils.data.DataLoader`, order kept): the same batches as without workers, since each
+        depends only on its step and indices. Why: on a GPU the tiny model's step is shorter than decoding and
+        augmenting its clips in one process.
+        """
+        if workers <= 0:
+            for step in range(start, end):
+                yield self.next(step)
+            return
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the fast tokenizer's threads do not survive fork
+        keys = ((step, next(self.iterator)) for step in range(start, end))
+        loader = DataLoader(_StepBatches(self), batch_size=None, sampler=keys, num_workers=workers,
+                            prefetch_factor=4, multiprocessing_context="fork",
+                            # Its workers' base seed comes from this generator, not the global one the step draws.
+                            generator=torch.Generator().manual_seed(self.seed))
+        for batch in loader:
+            self.position += 1
+            yield batch
+
+    def build(self, step: int, indices: list[int]) -> TrainBatch:
+        """The batch of iteration `step` from its global sample indices (this rank's slice of them)."""
         dataset = self.sampler.split(indices[0]).dataset
         source = self.sources[dataset]
         per_process = len(indices) // self.world_size
@@ -222,6 +250,16 @@ class BatchStream:
                                  f"from index {local}")
         return collate(samples, mask_supervision=source.mask_supervision, reid=source.reid,
                        dataset=source.spec.name, **self.collate_args)
+
+
+class _StepBatches(Dataset):
+    """Map-style view of a BatchStream for DataLoader workers: key (step, indices) -> that step's batch."""
+
+    def __init__(self, stream: BatchStream) -> None:
+        self.stream = stream
+
+    def __getitem__(self, key: tuple[int, list[int]]) -> TrainBatch:
+        return self.stream.build(*key)
 
 
 def backbones_per_image(model: Uninext, batch: TrainBatch) -> None:
@@ -298,7 +336,8 @@ def _logged_seconds(metrics: Path, up_to: int, log_period: int) -> float:
 
 
 def run_training(recipe: Recipe, *, resume: bool = False, max_steps: int | None = None,
-                 config: UninextConfig | None = None, show_progress: bool = True) -> TrainResult:
+                 max_minutes: float | None = None, data_workers: int = 0, config: UninextConfig | None = None,
+                 show_progress: bool = True) -> TrainResult:
     """Train one stage.
 
     Args:
@@ -306,6 +345,9 @@ def run_training(recipe: Recipe, *, resume: bool = False, max_steps: int | None 
         resume: continue from the newest complete checkpoint in the recipe's output folder (fresh start if none).
         max_steps: stop once this iteration count is reached (a checkpoint is written); the schedule still follows
             `recipe.solver.max_iter`. None = run to max_iter.
+        max_minutes: also stop, with a checkpoint, at the first step that ends this many minutes after the loop
+            started (a lease on a lent machine ends at a fixed time; `--resume` goes on from there). None = no limit.
+        data_workers: processes that build batches ahead of the step (`BatchStream.batches`); 0 = in this process.
         config: model config to use instead of the recipe's preset (tests); its name must still be the preset.
         show_progress: tqdm progress bar on rank 0.
 
@@ -384,11 +426,12 @@ def run_training(recipe: Recipe, *, resume: bool = False, max_steps: int | None 
 
     bar = tqdm(total=end, initial=step, desc=recipe.name, disable=not show_progress or context.rank != 0,
                mininterval=1.0 if sys.stderr.isatty() else 60.0, dynamic_ncols=True)
-    last_save = time.monotonic()
+    last_save = started = time.monotonic()
     last: dict[str, float] = {}
+    batches = stream.batches(step, end, workers=data_workers)
     while step < end:
         tick = time.perf_counter()
-        batch = batch_to(stream.next(step), context.device)
+        batch = batch_to(next(batches), context.device)
         data_time = time.perf_counter() - tick
         with torch.autocast(device_type=context.device.type, dtype=amp_dtype, enabled=use_amp):
             result = module(batch)
@@ -406,24 +449,33 @@ def run_training(recipe: Recipe, *, resume: bool = False, max_steps: int | None 
         seconds = time.perf_counter() - tick
         elapsed += seconds
         last = {"loss": float(result.total.detach()), **{k: float(v.detach()) for k, v in result.losses.items()}}
-        if context.rank == 0 and (step % recipe.log_period == 0 or step == end):
+        bar.update(1)
+        bar.set_postfix(loss=f"{last['loss']:.3f}", data=batch.dataset, refresh=False)
+        due = (recipe.checkpoint_period > 0 and step % recipe.checkpoint_period == 0) or step == end
+        out_of_time = False
+        if recipe.checkpoint_minutes > 0 or max_minutes is not None:
+            # Every process takes the same decision (rank 0's clock may run ahead).
+            now = time.monotonic()
+            save_due = recipe.checkpoint_minutes > 0 and now - last_save > 60 * recipe.checkpoint_minutes
+            time_up = max_minutes is not None and now - started > 60 * max_minutes
+            flags = torch.tensor([float(save_due), float(time_up)], device=context.device)
+            if context.world_size > 1:
+                dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+            out_of_time = bool(flags[1].item())
+            due = due or out_of_time or bool(flags[0].item())
+        if context.rank == 0 and (step % recipe.log_period == 0 or step == end or out_of_time):
             append_metrics(out / "metrics.jsonl", {
                 "step": step, "dataset": batch.dataset, "lr": lr, "grad_norm": grad_norm, **last,
                 "batch_size": batch.batch_size, "step_time_s": round(seconds, 4), "data_time_s": round(data_time, 4),
                 "images_per_s": round(batch.batch_size * context.world_size / seconds, 3),
                 "elapsed_s": round(elapsed, 1)})
-        bar.update(1)
-        bar.set_postfix(loss=f"{last['loss']:.3f}", data=batch.dataset, refresh=False)
-        due = (recipe.checkpoint_period > 0 and step % recipe.checkpoint_period == 0) or step == end
-        if recipe.checkpoint_minutes > 0:
-            flag = torch.tensor([float(time.monotonic() - last_save > 60 * recipe.checkpoint_minutes)],
-                                device=context.device)
-            if context.world_size > 1:
-                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            due = due or bool(flag.item())
         if due:
             save(step)
             last_save = time.monotonic()
+        if out_of_time:
+            logger.info("stopped %s at step %d: %.1f minutes passed (max_minutes)", recipe.name, step, max_minutes)
+            break
+    batches.close()
     bar.close()
     if step == recipe.solver.max_iter:
         # Batches after the schedule's last one; the same ones again if this is redone after a resume.

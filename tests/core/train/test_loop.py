@@ -121,6 +121,38 @@ def test_resumed_run_continues_exactly_where_it_stopped(tmp_path) -> None:
 
 
 @pytest.mark.slow
+def test_data_workers_build_the_batches_of_the_single_process_run(tmp_path) -> None:
+    data = _images(tmp_path / "data", count=3, size=96, seed=2)
+    settings = {"size": 96, "batch_size": 2, "max_iter": 3, "mask_supervision": "boxinst"}
+    inline = run_training(recipe_from_dict(_recipe(data, tmp_path / "inline", **settings)), show_progress=False)
+    ahead = run_training(recipe_from_dict(_recipe(data, tmp_path / "ahead", **settings)), data_workers=2,
+                         show_progress=False)
+    assert inline.step == ahead.step == 3
+    a = ckpt.read_tensors(tmp_path / "inline" / "model_final.safetensors")
+    b = ckpt.read_tensors(tmp_path / "ahead" / "model_final.safetensors")
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    losses = [[r["loss"] for r in read_metrics(tmp_path / name / "metrics.jsonl")] for name in ("inline", "ahead")]
+    assert losses[0] == losses[1]
+    trainer = ckpt.load_trainer_state(ckpt.trainer_path(tmp_path / "ahead", 3, 0))
+    assert trainer["sampler_position"] == 3  # batches handed out, not the ones the workers had drawn ahead
+
+
+@pytest.mark.slow
+def test_max_minutes_stops_with_a_checkpoint_that_resume_continues(tmp_path) -> None:
+    data = _images(tmp_path / "data", count=2, size=96, seed=1)
+    recipe = recipe_from_dict(_recipe(data, tmp_path / "run", size=96, batch_size=1, max_iter=3))
+    stopped = run_training(recipe, max_minutes=0.0, data_workers=1, show_progress=False)
+    assert stopped.step == 1  # the limit is checked after each step: the first one always runs
+    assert ckpt.last_complete_step(tmp_path / "run") == 1
+    assert not (tmp_path / "run" / "model_final.safetensors").exists()
+    assert [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [1]  # the last step is logged
+    trainer = ckpt.load_trainer_state(ckpt.trainer_path(tmp_path / "run", 1, 0))
+    assert trainer["sampler_position"] == 1
+    assert run_training(recipe, resume=True, show_progress=False).step == 3
+    assert (tmp_path / "run" / "model_final.safetensors").is_file()
+
+
+@pytest.mark.slow
 def test_a_recipe_with_trainable_prefixes_changes_only_those_parameters(tmp_path) -> None:
     data = _images(tmp_path / "data", count=2, size=96, seed=1)
     first = recipe_from_dict(_recipe(data, tmp_path / "start", size=96, batch_size=1, max_iter=1))
