@@ -25,7 +25,7 @@ def test_every_shipped_recipe_parses() -> None:
                             "tiny_stage3_colourskip", "tiny_stage3_colourskip_shipped", "tiny_stage3_refonly_probe",
                             "tiny_stage3_querycolour", "tiny_stage3_querycolour_more", "tiny_stage3_relation",
                             "tiny_stage3_relation_heads", "tiny_retrieval_fit", "tiny_retrieval_fit_val",
-                            "tiny_resample_fit", "tiny_resample_fit_val"])
+                            "tiny_resample_fit", "tiny_resample_fit_val", "tiny_gpu_joint", "tiny_gpu_joint_low_lr"])
     for path in RECIPES.glob("*.yaml"):
         recipe = load_recipe(path)
         assert recipe.name == path.stem
@@ -119,7 +119,7 @@ def test_tiny_recipes_build_the_model_they_trained() -> None:
               "tiny_stage3_colour", "tiny_stage3_colourskip", "tiny_stage3_colourskip_shipped",
               "tiny_stage3_querycolour", "tiny_stage3_querycolour_more", "tiny_stage3_relation",
               "tiny_stage3_relation_heads", "tiny_retrieval_fit", "tiny_retrieval_fit_val", "tiny_resample_fit",
-              "tiny_resample_fit_val")}
+              "tiny_resample_fit_val", "tiny_gpu_joint", "tiny_gpu_joint_low_lr")}
     assert {name: (cfg.text.adapter_layers, cfg.backbone.colour_skip, cfg.heads.query_colour_grid,
                    cfg.heads.query_relation_layers, cfg.heads.query_resample_layers)
             for name, cfg in built.items()} == {
@@ -130,7 +130,8 @@ def test_tiny_recipes_build_the_model_they_trained() -> None:
         "tiny_stage3_querycolour_more": (0, False, 4, 0, 0), "tiny_stage3_relation": (0, False, 4, 2, 0),
         "tiny_stage3_relation_heads": (0, False, 4, 2, 0), "tiny_retrieval_fit": (0, False, 4, 2, 0),
         "tiny_retrieval_fit_val": (0, False, 4, 2, 0), "tiny_resample_fit": (0, False, 4, 2, 1),
-        "tiny_resample_fit_val": (0, False, 4, 2, 1)}
+        "tiny_resample_fit_val": (0, False, 4, 2, 1), "tiny_gpu_joint": (0, False, 4, 2, 1),
+        "tiny_gpu_joint_low_lr": (0, False, 4, 2, 1)}
 
 
 def test_inconsistent_recipes_are_rejected() -> None:
