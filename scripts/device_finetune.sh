@@ -51,10 +51,11 @@ $PY -m training.device_text_encoder unpack --packed .device/minilm --site /tmp/s
 export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 mkdir -p "$OUT"
+mkdir -p data
 ln -sfn "$(realpath "$ROOT")" data/gpu_synth
 
-ship() {  # $1 checkpoint, $2 name: float16 weights without the text encoder, in parts under $OUT
-    $PY -m training.ship_weights --checkpoint "$1" --out "runs/gpu_joint/$2.safetensors" > /dev/null
+ship() {  # $1 checkpoint, $2 name, [$3 --end-of-stage]: float16 weights without the text encoder, in parts
+    $PY -m training.ship_weights --checkpoint "$1" --out "runs/gpu_joint/$2.safetensors" ${3:-} > /dev/null
     split -b 15M "runs/gpu_joint/$2.safetensors" "$OUT/weights_$2.part-"
 }
 newest() { ls "$1"/checkpoints/model_*.safetensors | sort | tail -1; }
@@ -69,6 +70,6 @@ log "low-LR phase, $LOW minutes"
 $PY -m training.train --recipe training/recipes/tiny_gpu_joint_low_lr.yaml --max-minutes "$LOW" \
     --data-workers "${DATA_WORKERS:-12}" --no-progress
 cp runs/gpu_joint/low_lr/metrics.jsonl "$OUT/metrics_low_lr.jsonl" || true
-ship "$(newest runs/gpu_joint/low_lr)" low_lr
+ship "$(newest runs/gpu_joint/low_lr)" low_lr --end-of-stage
 log "done"
 ls -la "$OUT"

@@ -62,11 +62,13 @@ def recompute_batch_norms(model: torch.nn.Module, config: UninextConfig, recipe_
 
 
 def ship(checkpoint: Path, out: Path, *, recipe: Path | None, precise_bn_batches: int,
-         keep_variant: bool = False) -> dict[str, object]:
+         keep_variant: bool = False, end_of_stage: bool = False) -> dict[str, object]:
     """Write the shipped weights; returns a summary (sizes, parameters, source step).
 
     `keep_variant` keeps an image checkpoint an image model: a compact (float16, no packaged text encoder) start for
-    the next training stage when the full run folder is gone (`init_checkpoint` accepts it).
+    the next training stage when the full run folder is gone (`init_checkpoint` accepts it). `end_of_stage` marks
+    a video checkpoint final that is not named model_final: the last one of a stage that ends by time
+    (`training.train --max-minutes`, as `tiny_gpu_joint_low_lr` does on a lent GPU), not a snapshot to go on from.
     """
     stored = ckpt.read_checkpoint(checkpoint)
     source_cfg = stored.config
@@ -87,7 +89,7 @@ def ship(checkpoint: Path, out: Path, *, recipe: Path | None, precise_bn_batches
         model = build_model(video_cfg)
         fresh = ckpt.init_from_checkpoint(model, staged, config=video_cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
-    final = is_final_video_checkpoint(checkpoint, source_cfg.video)
+    final = is_final_video_checkpoint(checkpoint, source_cfg.video) or (end_of_stage and source_cfg.video)
     ckpt.save_model(model.eval(), out, config=video_cfg, step=step, include_text_encoder=not video_cfg.text.frozen,
                     dtype=torch.float16, extra_metadata={SOURCE_KEY: checkpoint.name, FINAL_KEY: str(final).lower()})
     size = out.stat().st_size
@@ -109,13 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precise-bn-batches", type=int, default=0, help="recompute BatchNorm statistics first")
     parser.add_argument("--keep-variant", action="store_true",
                         help="keep an image checkpoint an image model (a compact start for the next training stage)")
+    parser.add_argument("--end-of-stage", action="store_true",
+                        help="the last checkpoint of a stage that ends by time (--max-minutes): ship it as final")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     try:
         summary = ship(args.checkpoint, args.out, recipe=args.recipe, precise_bn_batches=args.precise_bn_batches,
-                       keep_variant=args.keep_variant)
+                       keep_variant=args.keep_variant, end_of_stage=args.end_of_stage)
     except (ValueError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -65,6 +65,10 @@ def test_only_the_end_of_the_video_stage_ships_as_final(tmp_path) -> None:
         assert main(["--checkpoint", str(source), "--out", str(out)]) == 0
         assert shipped_is_final(out) is expected
         assert ckpt.read_checkpoint(out).metadata["shipped.source"] == source.name
+    # A stage that ends by time (--max-minutes) has no model_final: its last checkpoint is marked by hand.
+    out = tmp_path / "shipped_by_time.safetensors"
+    assert main(["--checkpoint", str(interim), "--out", str(out), "--end-of-stage"]) == 0
+    assert shipped_is_final(out)
 
 
 def test_keep_variant_gives_a_compact_image_start_for_the_next_stage(tmp_path) -> None:
