@@ -5,6 +5,7 @@
 #   here:  python -m training.device_text_encoder pack --data <data generated as below> --out .device/minilm
 #          pip download pycocotools (cp312 manylinux wheel) -d .device          # the GPU image lacks it
 #   there: scripts/device_finetune.sh data [MINUTES_HIGH_LR] [MINUTES_LOW_LR]     # carry: .device
+#          (INIT=<weights> to start from other weights than the shipped file)
 #
 # Steps: install the carried wheels; generate the synthetic training data (more images than the CPU recipes use:
 # the GPU sees many more samples); rebuild the packaged MiniLM from .device/minilm and check it covers every text
@@ -60,6 +61,8 @@ ship() {  # $1 checkpoint, $2 name, [$3 --end-of-stage]: float16 weights without
 }
 newest() { ls "$1"/checkpoints/model_*.safetensors | sort | tail -1; }
 
+mkdir -p runs/gpu_joint
+cp "${INIT:-uninext_core/assets/uninext_tiny.safetensors}" runs/gpu_joint/init.safetensors
 log "high-LR phase, $HIGH minutes"
 $PY -m training.train --recipe training/recipes/tiny_gpu_joint.yaml --max-minutes "$HIGH" \
     --data-workers "${DATA_WORKERS:-12}" --no-progress
