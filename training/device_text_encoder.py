@@ -61,7 +61,7 @@ def data_texts(roots: list[Path]) -> set[str]:
 
 
 def used_token_ids(tokenizer, texts: set[str]) -> set[int]:
-    """Token ids of the texts, with and without their words' neighbours, plus every special token."""
+    """Token ids of the texts (tokenised as prompts are, special tokens added) plus every special token."""
     ids = set(tokenizer.all_special_ids)
     batch = sorted(texts)
     for start in range(0, len(batch), 4096):
@@ -101,7 +101,8 @@ def unpack(packed: Path, site: Path, data: list[Path]) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(str(packed), local_files_only=True)
     weights = load_file(str(packed / "weights_fp16.safetensors"))
     kept = weights.pop(KEPT_IDS)
-    missing = sorted(used_token_ids(tokenizer, data_texts(data)) - set(kept.tolist()))
+    texts = data_texts(data)
+    missing = sorted(used_token_ids(tokenizer, texts) - set(kept.tolist()))
     if missing:
         raise ValueError(f"{len(missing)} token ids of the data were not packed, e.g. "
                          f"{tokenizer.convert_ids_to_tokens(missing[:10])}: pack again from the same data")
@@ -116,7 +117,7 @@ def unpack(packed: Path, site: Path, data: list[Path]) -> dict:
     save_file(full, str(package / "model" / "model.safetensors"))
     for name in TOKENIZER_FILES:
         shutil.copy2(packed / name, package / "model" / name)
-    return {"package": str(package), "kept_ids": len(kept), "checked_texts": len(data_texts(data))}
+    return {"package": str(package), "kept_ids": len(kept), "checked_texts": len(texts)}
 
 
 def main(argv: list[str] | None = None) -> int:
