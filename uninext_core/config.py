@@ -150,6 +150,10 @@ class HeadsConfig:
     query_resample_layers: int = 0
     # Sampling points per head and level of the query resample.
     query_resample_points: int = 8
+    # No official counterpart (`tiny` only): expressions and templates are also scored against a learnt attention
+    # pool of the prompt tokens, which starts as the average (uninext_core.model.prompt_subject), so the words naming
+    # the referent can outweigh those naming other objects. False = off (official).
+    prompt_subject: bool = False
 
 
 @dataclass(frozen=True)
@@ -222,7 +226,10 @@ def tiny(*, video: bool = True) -> UninextConfig:
     (uninext_core.model.query_relation), because a 2-layer decoder compares objects poorly; and
     `heads.query_resample_layers` adds one deformable layer that samples the encoder memory at each query's final box
     again for that input (uninext_core.model.query_resample), because the kind of an object is poorly readable from
-    the query the 2-layer decoder forms. This is the model the package ships. Other departures stay available but
+    the query the 2-layer decoder forms; and `heads.prompt_subject` scores expressions and templates against a learnt
+    attention pool of the prompt tokens as well as their average (uninext_core.model.prompt_subject), because the
+    average weighs the words naming other objects as much as those naming the referent. This is the model the
+    package ships. Other departures stay available but
     off, because runs with them did not move REC (MODEL.md): a text adapter on the frozen encoder's tokens
     (`text.adapter_layers`, uninext_core.model.text_adapter), a colour skip into the feature levels
     (`backbone.colour_skip`, uninext_core.model.colour_skip) and the query relation's one-query-per-object attention
@@ -240,7 +247,7 @@ def tiny(*, video: bool = True) -> UninextConfig:
                                       dim_feedforward=512, dropout=0.0, num_levels=4, encoder_points=4,
                                       decoder_points=4, num_queries=100, dn_number=30),
         heads=HeadsConfig(reid=video, reid_dim=128, mask_mid_dim=32, query_colour_grid=4, query_relation_layers=2,
-                          query_resample_layers=1),
+                          query_resample_layers=1, prompt_subject=True),
         input=InputConfig(test_short_side=320, test_max_size=384),
     )
 

@@ -25,7 +25,8 @@ def test_every_shipped_recipe_parses() -> None:
                             "tiny_stage3_colourskip", "tiny_stage3_colourskip_shipped", "tiny_stage3_refonly_probe",
                             "tiny_stage3_querycolour", "tiny_stage3_querycolour_more", "tiny_stage3_relation",
                             "tiny_stage3_relation_heads", "tiny_retrieval_fit", "tiny_retrieval_fit_val",
-                            "tiny_resample_fit", "tiny_resample_fit_val", "tiny_gpu_joint", "tiny_gpu_joint_low_lr"])
+                            "tiny_resample_fit", "tiny_resample_fit_val", "tiny_gpu_joint", "tiny_gpu_joint_low_lr",
+                            "tiny_subject_fit", "tiny_subject_fit_val"])
     for path in RECIPES.glob("*.yaml"):
         recipe = load_recipe(path)
         assert recipe.name == path.stem
@@ -102,7 +103,8 @@ def test_model_changes_apply_to_the_preset_and_bad_ones_are_named() -> None:
     assert cfg.backbone.kind == "mobilenet_v3_large" and cfg.text.hidden_dim == 384  # the rest is the preset's
     preset = recipe_from_dict(_minimal()).model_config()
     assert (preset.text.adapter_layers, preset.backbone.colour_skip, preset.heads.query_colour_grid,
-            preset.heads.query_relation_layers, preset.heads.query_resample_layers) == (0, False, 4, 2, 1)
+            preset.heads.query_relation_layers, preset.heads.query_resample_layers,
+            preset.heads.prompt_subject) == (0, False, 4, 2, 1, True)
     with pytest.raises(ValueError, match=r"model\.backbone: unknown keys \['colour'\]"):
         recipe_from_dict(_minimal(model={"backbone": {"colour": False}}))
     with pytest.raises(ValueError, match=r"model\.text\.adapter_layers: expected an integer, got 'two'"):
@@ -113,25 +115,29 @@ def test_model_changes_apply_to_the_preset_and_bad_ones_are_named() -> None:
 
 def test_tiny_recipes_build_the_model_they_trained() -> None:
     """Each run keeps building the model it trained (text adapter layers, colour skip, query colour grid, query
-    relation layers, query resample layers) whatever the preset gains later."""
+    relation layers, query resample layers, prompt subject) whatever the preset gains later."""
     built = {name: load_recipe(RECIPES / f"{name}.yaml").model_config() for name in
              ("tiny_stage1", "tiny_stage2", "tiny_stage3", "tiny_stage3_continued", "tiny_stage3_rec",
               "tiny_stage3_colour", "tiny_stage3_colourskip", "tiny_stage3_colourskip_shipped",
               "tiny_stage3_querycolour", "tiny_stage3_querycolour_more", "tiny_stage3_relation",
               "tiny_stage3_relation_heads", "tiny_retrieval_fit", "tiny_retrieval_fit_val", "tiny_resample_fit",
-              "tiny_resample_fit_val", "tiny_gpu_joint", "tiny_gpu_joint_low_lr")}
+              "tiny_resample_fit_val", "tiny_gpu_joint", "tiny_gpu_joint_low_lr", "tiny_subject_fit",
+              "tiny_subject_fit_val")}
     assert {name: (cfg.text.adapter_layers, cfg.backbone.colour_skip, cfg.heads.query_colour_grid,
-                   cfg.heads.query_relation_layers, cfg.heads.query_resample_layers)
+                   cfg.heads.query_relation_layers, cfg.heads.query_resample_layers, cfg.heads.prompt_subject)
             for name, cfg in built.items()} == {
-        "tiny_stage1": (0, False, 0, 0, 0), "tiny_stage2": (0, False, 0, 0, 0), "tiny_stage3": (0, False, 0, 0, 0),
-        "tiny_stage3_continued": (0, False, 0, 0, 0), "tiny_stage3_rec": (2, False, 0, 0, 0),
-        "tiny_stage3_colour": (2, False, 0, 0, 0), "tiny_stage3_colourskip": (2, True, 0, 0, 0),
-        "tiny_stage3_colourskip_shipped": (2, True, 0, 0, 0), "tiny_stage3_querycolour": (0, False, 4, 0, 0),
-        "tiny_stage3_querycolour_more": (0, False, 4, 0, 0), "tiny_stage3_relation": (0, False, 4, 2, 0),
-        "tiny_stage3_relation_heads": (0, False, 4, 2, 0), "tiny_retrieval_fit": (0, False, 4, 2, 0),
-        "tiny_retrieval_fit_val": (0, False, 4, 2, 0), "tiny_resample_fit": (0, False, 4, 2, 1),
-        "tiny_resample_fit_val": (0, False, 4, 2, 1), "tiny_gpu_joint": (0, False, 4, 2, 1),
-        "tiny_gpu_joint_low_lr": (0, False, 4, 2, 1)}
+        "tiny_stage1": (0, False, 0, 0, 0, False), "tiny_stage2": (0, False, 0, 0, 0, False),
+        "tiny_stage3": (0, False, 0, 0, 0, False), "tiny_stage3_continued": (0, False, 0, 0, 0, False),
+        "tiny_stage3_rec": (2, False, 0, 0, 0, False), "tiny_stage3_colour": (2, False, 0, 0, 0, False),
+        "tiny_stage3_colourskip": (2, True, 0, 0, 0, False),
+        "tiny_stage3_colourskip_shipped": (2, True, 0, 0, 0, False),
+        "tiny_stage3_querycolour": (0, False, 4, 0, 0, False),
+        "tiny_stage3_querycolour_more": (0, False, 4, 0, 0, False),
+        "tiny_stage3_relation": (0, False, 4, 2, 0, False), "tiny_stage3_relation_heads": (0, False, 4, 2, 0, False),
+        "tiny_retrieval_fit": (0, False, 4, 2, 0, False), "tiny_retrieval_fit_val": (0, False, 4, 2, 0, False),
+        "tiny_resample_fit": (0, False, 4, 2, 1, False), "tiny_resample_fit_val": (0, False, 4, 2, 1, False),
+        "tiny_gpu_joint": (0, False, 4, 2, 1, False), "tiny_gpu_joint_low_lr": (0, False, 4, 2, 1, False),
+        "tiny_subject_fit": (0, False, 4, 2, 1, True), "tiny_subject_fit_val": (0, False, 4, 2, 1, True)}
 
 
 def test_inconsistent_recipes_are_rejected() -> None:

@@ -17,6 +17,7 @@ from uninext_core.model.fusion import FP16_SAFE_MASK_VALUE, MASK_VALUE, BiXAtten
 from uninext_core.model.input_proj import InputProjection
 from uninext_core.model.mask_head import MaskHeadSmallConv, dynamic_param_count
 from uninext_core.model.mlp import MLP
+from uninext_core.model.prompt_subject import PromptSubject
 from uninext_core.model.query_colour import QueryColour
 from uninext_core.model.query_relation import QueryRelation
 from uninext_core.model.query_resample import QueryResample
@@ -93,6 +94,8 @@ def build_model(preset_or_config: str | UninextConfig, *, allow_random_text_init
                                        num_levels=t.num_levels, num_points=h.query_resample_points,
                                        dim_feedforward=2 * d_model)
 
+    prompt_subject = PromptSubject(text_dim=text_dim) if h.prompt_subject else None
+
     vl_align = VLAlign(d_model=d_model, text_dim=text_dim, prior_prob=h.prior_prob)
     class_embed = nn.ModuleList([*_clones(vl_align, t.num_decoder_layers),
                                  StillClassifier(d_model=d_model, prior_prob=h.prior_prob)])
@@ -130,7 +133,7 @@ def build_model(preset_or_config: str | UninextConfig, *, allow_random_text_init
 
     model = Uninext(
         backbone=backbone, input_proj=input_proj, colour_skip=colour_skip, query_colour=query_colour,
-        query_relation=query_relation, query_resample=query_resample,
+        query_relation=query_relation, query_resample=query_resample, prompt_subject=prompt_subject,
         transformer=transformer,
         class_embed=class_embed,
         bbox_embed=bbox_embed, iou_head=iou_head, controller=controller, mask_head=mask_head, resizer=resizer,

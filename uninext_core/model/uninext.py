@@ -10,8 +10,9 @@ backbone, input_proj, transformer (level_embed, fusion = encoder.vl_layers.0.b_a
 tgt_embed, decoder, resizer), class_embed.{0..N-1} (VLAlign) + class_embed.N (StillClassifier), bbox_embed.{0..N},
 iou_head.{0..N-1}, controller, mask_head, resizer (denoising label encoder), reid_head (reid_embed_head),
 template_encoder (ref_backbone, shared input_proj, sot_fuser, adjust_layer), text_encoder (text_encoder.body);
-text_adapter, colour_skip, query_colour and query_relation (`tiny` only, no official counterpart:
-uninext_core.model.text_adapter, .colour_skip, .query_colour, .query_relation).
+text_adapter, colour_skip, query_colour, query_relation, query_resample and prompt_subject (`tiny` only, no official
+counterpart: uninext_core.model.text_adapter, .colour_skip, .query_colour, .query_relation, .query_resample,
+.prompt_subject).
 Renames inside: encoder/decoder layer norms (see their docstrings), reid_embed_head.0.* -> reid_head.{layers,
 ref_point_head}.*, reid_embed_head.1.* -> reid_head.embed.*; the official `transformer.decoder.{class,bbox}_embed.*`
 entries are aliases of the top-level heads.
@@ -81,6 +82,10 @@ class Uninext(nn.Module):
             None (official).
         query_relation: QueryRelation adding a prompt-conditioned comparison of the queries to their retrieval-head
             input (a `tiny` departure), or None (official).
+        query_resample: QueryResample sampling the encoder memory at each query's final box for the retrieval heads
+            (a `tiny` departure), or None (official).
+        prompt_subject: PromptSubject, a learnt attention pool of the prompt scored beside the average for
+            expressions and templates (a `tiny` departure), or None (official).
         transformer: DeformableTransformer.
         class_embed: N decoder-layer VLAlign heads followed by the encoder StillClassifier.
         bbox_embed: N + 1 box MLPs (last: encoder proposals).
@@ -109,6 +114,7 @@ class Uninext(nn.Module):
         query_colour: nn.Module | None = None,
         query_relation: nn.Module | None = None,
         query_resample: nn.Module | None = None,
+        prompt_subject: nn.Module | None = None,
         transformer: DeformableTransformer,
         class_embed: nn.ModuleList,
         bbox_embed: nn.ModuleList,
@@ -139,6 +145,7 @@ class Uninext(nn.Module):
         self.query_colour = query_colour
         self.query_relation = query_relation
         self.query_resample = query_resample
+        self.prompt_subject = prompt_subject
         self.transformer = transformer
         self.class_embed = class_embed
         self.bbox_embed = bbox_embed
@@ -233,8 +240,9 @@ class Uninext(nn.Module):
                          ) -> tuple[torch.Tensor, torch.Tensor]:
         """Token (B, Q, T) and pooled (B, Q, 1) logits of one decoder layer's retrieval head. The query colour,
         query resample and query relation terms, when the model has them, are added to what the retrieval head sees,
-        and only there; `colour_samples` come from `_colour_samples`, `resampled` from `resample_term` (needed when
-        the model has a query resample), `attn_mask` is the decoder's denoising mask (training)."""
+        and only there; the prompt subject, when the model has one, moves the pooled logit towards its own (gated).
+        `colour_samples` come from `_colour_samples`, `resampled` from `resample_term` (needed when the model has a
+        query resample), `attn_mask` is the decoder's denoising mask (training)."""
         head = self.class_embed[layer]
         retrieval = hidden
         if self.query_colour is not None:
@@ -251,7 +259,13 @@ class Uninext(nn.Module):
             relation = self.query_relation(retrieval, boxes, prompt.expand(B, -1, -1), prompt_mask.expand(B, -1),
                                            attn_mask, scores)
             retrieval = retrieval + relation.to(hidden.dtype)
-        return head(retrieval, prompt), head(retrieval, pooled[:, None, :])
+        pooled_logits = head(retrieval, pooled[:, None, :])
+        if self.prompt_subject is not None:
+            subject = self.prompt_subject(prompt, prompt_mask)  # (B or 1, C_l)
+            gate = self.prompt_subject.gate.to(pooled_logits.dtype)
+            subject_logits = head(retrieval, subject[:, None, :].expand(hidden.shape[0], -1, -1))
+            pooled_logits = pooled_logits + gate * (subject_logits - pooled_logits)
+        return head(retrieval, prompt), pooled_logits
 
     def _heads(self, layer: int, hidden: torch.Tensor, boxes: torch.Tensor, prompt: torch.Tensor,
                pooled: torch.Tensor, prompt_mask: torch.Tensor, images: torch.Tensor, valid_px: torch.Tensor,

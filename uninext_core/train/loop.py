@@ -327,7 +327,8 @@ def optimizer_settings(recipe: Recipe) -> OptimizerSettings:
                              fusion_lr=s.fusion_lr or None, colour_skip_multiplier=s.colour_skip_multiplier,
                              query_colour_multiplier=s.query_colour_multiplier,
                              query_relation_multiplier=s.query_relation_multiplier,
-                             query_resample_multiplier=s.query_resample_multiplier)
+                             query_resample_multiplier=s.query_resample_multiplier,
+                             prompt_subject_multiplier=s.prompt_subject_multiplier)
 
 
 def _logged_seconds(metrics: Path, up_to: int, log_period: int) -> float:

@@ -4,8 +4,9 @@ Per parameter (official `build_optimizer` in `projects/UNINEXT/train_net.py`, ru
     lr = BASE_LR; "backbone" in the name (main and template backbones) -> lr × BACKBONE_MULTIPLIER (0.1);
     "text_encoder" -> LANG_LR (1e-5); the Bi-XAtt fusion block (official `vl_layers`, here `transformer.fusion`)
     -> VL_LR; "sampling_offsets" or "reference_points" -> lr × LINEAR_PROJ_MULTIPLIER (0.1); the `tiny`-only colour
-    skip, query colour and query relation (no official counterpart) -> lr × colour_skip_multiplier /
-    query_colour_multiplier / query_relation_multiplier (1.0 unless a recipe asks).
+    skip, query colour, query relation, query resample and prompt subject (no official counterpart) -> lr ×
+    colour_skip_multiplier / query_colour_multiplier / query_relation_multiplier / query_resample_multiplier /
+    prompt_subject_multiplier (1.0 unless a recipe asks).
 Weight decay 0.05 on every parameter; frozen parameters (requires_grad False) are left out. Schedule: detectron2's
 `WarmupMultiStepLR` — a linear warm-up from `warmup_factor` to 1 over `warmup_iters`, then × gamma at each step
 in `steps` (official: factor 1.0, i.e. no real warm-up).
@@ -25,6 +26,7 @@ COLOUR_SKIP_PREFIX = "colour_skip."
 QUERY_COLOUR_PREFIX = "query_colour."
 QUERY_RELATION_PREFIX = "query_relation."
 QUERY_RESAMPLE_PREFIX = "query_resample."
+PROMPT_SUBJECT_PREFIX = "prompt_subject."
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class OptimizerSettings:
             same reason).
         query_relation_multiplier: LR multiplier of the query relation (`tiny` only; zero-initialised output).
         query_resample_multiplier: LR multiplier of the query resample (zero-initialised output).
+        prompt_subject_multiplier: LR multiplier of the prompt subject (zero-initialised gate).
         betas: AdamW betas.
     """
 
@@ -58,12 +61,13 @@ class OptimizerSettings:
     query_colour_multiplier: float = 1.0
     query_relation_multiplier: float = 1.0
     query_resample_multiplier: float = 1.0
+    prompt_subject_multiplier: float = 1.0
     betas: tuple[float, float] = (0.9, 0.999)
 
     def __post_init__(self) -> None:
         for name in ("base_lr", "backbone_multiplier", "linear_proj_multiplier", "text_encoder_lr",
                      "colour_skip_multiplier", "query_colour_multiplier", "query_relation_multiplier",
-                     "query_resample_multiplier"):
+                     "query_resample_multiplier", "prompt_subject_multiplier"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.weight_decay < 0:
@@ -89,6 +93,8 @@ def parameter_lr(name: str, settings: OptimizerSettings) -> float:
         lr *= settings.query_relation_multiplier
     if name.startswith(QUERY_RESAMPLE_PREFIX):
         lr *= settings.query_resample_multiplier
+    if name.startswith(PROMPT_SUBJECT_PREFIX):
+        lr *= settings.prompt_subject_multiplier
     return lr
 
 

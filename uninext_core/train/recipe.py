@@ -99,8 +99,8 @@ class SolverSpec:
     Attributes:
         max_iter: iterations of the stage.
         base_lr, weight_decay, backbone_multiplier, linear_proj_multiplier, text_encoder_lr, fusion_lr,
-            colour_skip_multiplier, query_colour_multiplier, query_relation_multiplier, query_resample_multiplier:
-            see `optim.OptimizerSettings` (fusion_lr 0 = base_lr).
+            colour_skip_multiplier, query_colour_multiplier, query_relation_multiplier, query_resample_multiplier,
+            prompt_subject_multiplier: see `optim.OptimizerSettings` (fusion_lr 0 = base_lr).
         lr_steps: iterations where the LR is multiplied by `gamma`.
         warmup_iters, warmup_factor: linear warm-up.
         clip_grad_norm: full-model L2 gradient clip (0.1); 0 disables it.
@@ -118,6 +118,7 @@ class SolverSpec:
     query_colour_multiplier: float = 1.0
     query_relation_multiplier: float = 1.0
     query_resample_multiplier: float = 1.0
+    prompt_subject_multiplier: float = 1.0
     lr_steps: tuple[int, ...] = ()
     gamma: float = 0.1
     warmup_iters: int = 200

@@ -189,6 +189,8 @@ def retrieval_prefixes(model: Uninext) -> tuple[str, ...]:
         prefixes.append("query_resample.")
     if model.query_relation is not None:
         prefixes.append("query_relation.")
+    if model.prompt_subject is not None:
+        prefixes.append("prompt_subject.")
     return tuple(prefixes)
 
 
