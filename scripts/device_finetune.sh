@@ -13,6 +13,9 @@
 # checkpoint for MINUTES_LOW_LR; write each phase's weights without the text encoder, in float16, split into
 # 15 MiB parts (the device returns files of at most 16 MiB), and both metrics logs under $OUT.
 # Join at home: cat weights_low_lr.part-* > runs/gpu_joint/low_lr.safetensors
+# The two recipes build the model they trained (no prompt subject). When $INIT has one (the file shipped since the
+# subject fit), the phases run copies of them with `prompt_subject: true` under runs/gpu_joint/, so the run goes on
+# from the shipped file instead of refusing its subject weights.
 # With DATA_ONLY=1 it only generates the data (here, to pack the text encoder for the same texts).
 set -euo pipefail
 ROOT=${1:?data folder}
@@ -63,14 +66,25 @@ newest() { ls "$1"/checkpoints/model_*.safetensors | sort | tail -1; }
 
 mkdir -p runs/gpu_joint
 cp "${INIT:-uninext_core/assets/uninext_tiny.safetensors}" runs/gpu_joint/init.safetensors
+HIGH_RECIPE=training/recipes/tiny_gpu_joint.yaml
+LOW_RECIPE=training/recipes/tiny_gpu_joint_low_lr.yaml
+if $PY -c "import sys; from uninext_core.checkpoint.safetensors_io import read_config
+sys.exit(0 if read_config('runs/gpu_joint/init.safetensors').heads.prompt_subject else 1)"; then
+    for recipe in "$HIGH_RECIPE" "$LOW_RECIPE"; do
+        sed 's/prompt_subject: false/prompt_subject: true/' "$recipe" > "runs/gpu_joint/$(basename "$recipe")"
+    done
+    HIGH_RECIPE=runs/gpu_joint/tiny_gpu_joint.yaml
+    LOW_RECIPE=runs/gpu_joint/tiny_gpu_joint_low_lr.yaml
+    log "the init has a prompt subject: running copies of the recipes with prompt_subject: true"
+fi
 log "high-LR phase, $HIGH minutes"
-$PY -m training.train --recipe training/recipes/tiny_gpu_joint.yaml --max-minutes "$HIGH" \
+$PY -m training.train --recipe "$HIGH_RECIPE" --max-minutes "$HIGH" \
     --data-workers "${DATA_WORKERS:-12}" --no-progress
 cp runs/gpu_joint/high_lr/metrics.jsonl "$OUT/metrics_high_lr.jsonl" || true
 cp "$(newest runs/gpu_joint/high_lr)" runs/gpu_joint/high_lr_last.safetensors
 ship runs/gpu_joint/high_lr_last.safetensors high_lr
 log "low-LR phase, $LOW minutes"
-$PY -m training.train --recipe training/recipes/tiny_gpu_joint_low_lr.yaml --max-minutes "$LOW" \
+$PY -m training.train --recipe "$LOW_RECIPE" --max-minutes "$LOW" \
     --data-workers "${DATA_WORKERS:-12}" --no-progress
 cp runs/gpu_joint/low_lr/metrics.jsonl "$OUT/metrics_low_lr.jsonl" || true
 ship "$(newest runs/gpu_joint/low_lr)" low_lr --end-of-stage
