@@ -30,8 +30,8 @@ def _unblock_zero_inits(model: Uninext) -> Uninext:
     (-> their hidden layers), the MSDA query projections (-> everything that only feeds queries, e.g.
     level_embed), the text adapter's output projections (-> the rest of each adapter layer), the colour skip's
     projections (-> the image reaching the levels through it), the query colour's output layer (-> its first
-    layer) and the query relation's and query resample's output projections (-> their layers), so a gradient test sees
-    every connection.
+    layer), the query relation's and query resample's output projections (-> their layers) and the prompt subject's
+    token-score output layer (-> its first layer), so a gradient test sees every connection.
     Returns `model`, changed in place."""
     with torch.no_grad():
         if model.text_adapter is not None:
@@ -47,6 +47,8 @@ def _unblock_zero_inits(model: Uninext) -> Uninext:
             model.query_relation.out_proj.weight.normal_(0.0, 1e-3)
         if model.query_resample is not None:
             model.query_resample.out_proj.weight.normal_(0.0, 1e-3)
+        if model.prompt_subject is not None:
+            model.prompt_subject.score[2].weight.normal_(0.0, 1e-3)
         for head in model.bbox_embed:
             head.layers[-1].weight.normal_(0.0, 1e-3)
         for module in model.modules():

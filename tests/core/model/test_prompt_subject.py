@@ -124,3 +124,9 @@ def test_config_learning_rate_multiplier_and_retrieval_fit_prefix():
     assert parameter_lr("prompt_subject.score.0.weight", settings) == pytest.approx(1e-3)
     with pytest.raises(ValueError, match="prompt_subject_multiplier must be >= 0"):
         OptimizerSettings(prompt_subject_multiplier=-1.0)
+
+
+def test_weights_files_with_and_without_it_load(tmp_path, check_optional_part_files):
+    """A file with the subject keeps it; a file written before it existed (the GPU fine-tune's) loads without it."""
+    cfg = tiny_with_prompt_subject()
+    check_optional_part_files(tmp_path, cfg, tiny_with_prompt_subject(False), "prompt_subject", "score.2.weight")
