@@ -33,7 +33,7 @@ _PADDED_SCORE = -1.0e4
 
 
 class PromptSubject(nn.Module):
-    """Attention pool of the fused prompt tokens, and the gate its retrieval logit is added with.
+    """Attention pool of the fused prompt tokens, and the gate that mixes its retrieval logit with the average's.
 
     Args:
         text_dim: C_l, prompt token width.

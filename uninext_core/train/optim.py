@@ -47,7 +47,7 @@ class OptimizerSettings:
             same reason).
         query_relation_multiplier: LR multiplier of the query relation (`tiny` only; zero-initialised output).
         query_resample_multiplier: LR multiplier of the query resample (zero-initialised output).
-        prompt_subject_multiplier: LR multiplier of the prompt subject (zero-initialised gate).
+        prompt_subject_multiplier: LR multiplier of the prompt subject (zero-initialised token-score output).
         betas: AdamW betas.
     """
 
